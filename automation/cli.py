@@ -1,0 +1,193 @@
+"""The ``tunix-rt`` command line: one parser built here, one dispatcher, one module per verb.
+
+Start-up stays fast: this module imports only argparse; each verb's module (``tunix_rt.commands.<verb>``)
+is imported when that verb runs, and JAX, Tunix and kaggle are imported later still, only where used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .errors import EXIT_CODES, EXIT_USAGE, TunixRtError
+from .paths import DEFAULT_KAGGLE_RUN, DEFAULT_REHEARSAL_RUN
+
+_EPILOG = "exit codes: " + "; ".join(f"{code} {text}" for code, text in EXIT_CODES.items())
+
+
+def _add_mode(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mode", choices=["smoke", "full"], default="smoke",
+                   help="smoke: a few training steps (default); full: the config's whole schedule")
+
+
+def _add_run_dir(p: argparse.ArgumentParser, default_run: str) -> None:
+    p.add_argument("--run-dir", metavar="DIR", default=None,
+                   help=f"run directory (default: submission_runs/{default_run})")
+
+
+def _add_bundle_inputs(p: argparse.ArgumentParser, *, default_config: str | None) -> None:
+    p.add_argument("--config", metavar="PATH", default=default_config,
+                   help="training config YAML (default: %(default)s)")
+    p.add_argument("--dataset", metavar="KEY", default=None,
+                   help="dataset key (default: the one the config names)")
+    p.add_argument("--eval-set", metavar="PATH", default=None,
+                   help="eval set JSONL (default: the one the config names)")
+
+
+def _add_json(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON events and a final result")
+
+
+def _add_bundle(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bundle", help="build the self-contained, pushable kernel folder")
+    _add_mode(p)
+    _add_run_dir(p, DEFAULT_REHEARSAL_RUN)
+    _add_bundle_inputs(p, default_config="training/configs/sft_tiny.yaml")
+    p.add_argument("--kernel-id", metavar="OWNER/SLUG", default=None,
+                   help="Kaggle kernel id written into kernel-metadata.json")
+    p.add_argument("--accelerator", metavar="NAME", default="cpu",
+                   help="gpu-t4x2, tpu-v5e-8, cpu or a raw Kaggle machine_shape id (default: cpu)")
+
+
+def _add_rehearse(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("rehearse", help="run the bundle's notebook locally (Docker or a subprocess), fill evidence")
+    p.add_argument("--backend", choices=["auto", "docker", "local"], default="auto",
+                   help="docker: the repo's image via the Docker SDK; local: a subprocess; auto: docker if a "
+                        "daemon answers, else local")
+    _add_mode(p)
+    _add_run_dir(p, DEFAULT_REHEARSAL_RUN)
+    _add_bundle_inputs(p, default_config="training/configs/sft_tiny.yaml")
+    p.add_argument("--image", metavar="TAG", default=None, help="docker backend: image tag to build and run")
+    p.add_argument("--network", choices=["none", "host", "bridge"], default="none",
+                   help="docker backend: container network (default: none)")
+    p.add_argument("--gpus", action="store_true", help="docker backend: request all GPUs (device requests)")
+
+
+def _add_validate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("validate", help="check evidence folders against the JSON Schemas and cross-checks")
+    p.add_argument("run_dirs", nargs="*", metavar="RUN_DIR",
+                   help="run directories (default: every folder under submission_runs/)")
+    _add_json(p)
+
+
+def _add_package(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("package", help="write the deterministic submission zip for a validated run")
+    p.add_argument("--run-dir", metavar="DIR", required=True, help="the run directory with evidence")
+    p.add_argument("--output", metavar="DIR", default="submission", help="folder for the zip (default: submission)")
+
+
+def _add_push_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--kernel-id", metavar="OWNER/SLUG", required=True, help="Kaggle kernel id")
+    p.add_argument("--accelerator", metavar="NAME", required=True,
+                   help="gpu-t4x2, tpu-v5e-8, cpu or a raw Kaggle machine_shape id")
+    _add_mode(p)
+    _add_run_dir(p, DEFAULT_KAGGLE_RUN)
+    _add_bundle_inputs(p, default_config="training/configs/submission_gemma3_1b.yaml")
+    p.add_argument("--bundle", metavar="DIR", default=None,
+                   help="push this existing bundle folder (from `tunix-rt bundle`) instead of building one")
+    p.add_argument("--session-timeout", metavar="SECONDS", type=int, default=None,
+                   help="Kaggle session timeout (default: Kaggle's, 9 h)")
+    p.add_argument("--public", action="store_true", help="make the kernel public (default: private)")
+    p.add_argument("--no-internet", action="store_true", help="turn the kernel's internet off (default: on)")
+
+
+def _add_push(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("push", help="push the bundle to Kaggle on a GPU/TPU/CPU (exactly once per run)")
+    _add_push_options(p)
+    _add_json(p)
+
+
+def _add_wait_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--timeout", metavar="SECONDS", type=float, default=None,
+                   help="overall deadline (default: the session timeout plus a margin)")
+    p.add_argument("--poll-min", metavar="SECONDS", type=float, default=None, help="first poll interval")
+    p.add_argument("--poll-max", metavar="SECONDS", type=float, default=None, help="poll interval cap")
+
+
+def _add_wait(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("wait", help="poll the pushed version until it finishes (resumable)")
+    _add_run_dir(p, DEFAULT_KAGGLE_RUN)
+    _add_wait_options(p)
+    _add_json(p)
+
+
+def _add_pull(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pull", help="download the pushed version's outputs and log, fill evidence")
+    _add_run_dir(p, DEFAULT_KAGGLE_RUN)
+    _add_json(p)
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="push → wait → pull → evidence → validate → package, resumable")
+    _add_push_options(p)
+    p.add_argument("--output", metavar="DIR", default="submission", help="folder for the zip (default: submission)")
+    _add_wait_options(p)
+    _add_json(p)
+
+
+def _add_emulator(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("emulator", help="serve a local Kaggle kernels API emulator (for tests and CI)")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=0, help="port (default: a free one, printed at start)")
+    p.add_argument("--data-dir", metavar="DIR", default=None, help="where kernels and outputs are kept")
+    p.add_argument("--seed", type=int, default=0, help="seed for fault injection")
+    p.add_argument("--rate-429", type=float, default=0.0, metavar="P", help="answer 429 with this probability")
+    p.add_argument("--retry-after", type=float, default=1.0, metavar="S", help="Retry-After seconds on 429")
+    p.add_argument("--rate-5xx", type=float, default=0.0, metavar="P", help="answer 500/503 with this probability")
+    p.add_argument("--rate-drop", type=float, default=0.0, metavar="P", help="drop the connection with this probability")
+    p.add_argument("--latency", type=float, default=0.0, metavar="S", help="add this delay to every answer")
+    p.add_argument("--stale-polls", type=int, default=0, metavar="N",
+                   help="after a push, answer the previous version's status N times")
+    p.add_argument("--page-size-cap", type=int, default=None, metavar="N", help="cap output pages at N files")
+    p.add_argument("--queue-seconds", type=float, default=0.5, metavar="S", help="time a new version stays QUEUED")
+
+
+_COMMANDS = {
+    "bundle": _add_bundle,
+    "rehearse": _add_rehearse,
+    "validate": _add_validate,
+    "package": _add_package,
+    "push": _add_push,
+    "wait": _add_wait,
+    "pull": _add_pull,
+    "run": _add_run,
+    "emulator": _add_emulator,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tunix-rt",
+        description="Script Kaggle training kernels: bundle, rehearse locally, push on GPU/TPU, wait, pull, "
+                    "evidence and a deterministic submission zip.",
+        epilog=_EPILOG,
+    )
+    parser.add_argument("--version", action="version", version=f"tunix-rt {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in _COMMANDS.values():
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return EXIT_USAGE
+    module = importlib.import_module(f"tunix_rt.commands.{args.command}")
+    try:
+        return int(module.run(args) or 0)
+    except TunixRtError as exc:
+        print(f"tunix-rt {args.command}: error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"tunix-rt {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

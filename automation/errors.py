@@ -1,0 +1,35 @@
+"""Exit codes and the one exception type for expected failures.
+
+Every command raises :class:`TunixRtError` for a problem the user can fix or must know about; the CLI
+catches it once, prints its one-line message and exits with its code. Tracebacks are for bugs only.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_KERNEL_FAILED = 1  # the kernel ended in ERROR or was cancelled; a local run failed
+EXIT_USAGE = 2  # usage error or bad input (flags, config, files, evidence)
+EXIT_TIMEOUT = 3  # the overall deadline passed
+EXIT_AUTH = 4  # missing or rejected Kaggle credentials
+EXIT_API = 5  # a Kaggle API call still failed after retries
+
+EXIT_CODES = {
+    EXIT_OK: "success",
+    EXIT_KERNEL_FAILED: "kernel ERROR or cancelled (or the local run failed)",
+    EXIT_USAGE: "usage error or bad input",
+    EXIT_TIMEOUT: "timeout (overall deadline passed)",
+    EXIT_AUTH: "missing or rejected Kaggle credentials",
+    EXIT_API: "Kaggle API failure after retries",
+}
+
+
+class TunixRtError(Exception):
+    """An expected failure: a one-line message and the exit code it maps to."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.message = " ".join(str(message).split())  # always one line
+        self.exit_code = exit_code
+
+    def __str__(self) -> str:
+        return self.message
