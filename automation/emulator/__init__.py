@@ -1,0 +1,1 @@
+"""A local emulator of the Kaggle kernels API (see server.py)."""
