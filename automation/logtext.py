@@ -1,0 +1,359 @@
+"""Turn a kernel's raw console log into readable text (``kaggle_output_log.txt``), streaming.
+
+Two inputs are understood:
+
+* **Kaggle's ``<slug>.log``**: the text of a JSON array of ``{"stream_name", "time", "data"}`` objects that
+  Kaggle writes one object per line with leading commas (``[{…}\\n,{…}\\n,{…}]``).
+* **plain console text** (the local and Docker runners' ``console.log``).
+
+What the output gets: records in time order, ``\\r`` progress bars folded to the last state of each line,
+stderr lines prefixed ``[stderr] ``, ANSI colour codes dropped, credentials redacted (:mod:`tunix_rt.redact`).
+
+Memory stays flat however large the log is:
+
+* the file is read in blocks of about :data:`BLOCK_BYTES` cut at line ends. A block of whole lines
+  parses with one ``json.loads`` (the leading commas make ``"[" + block + "]"`` a valid array), and a
+  block that does not parse (a truncated or damaged log) falls back to line-wise parsing, salvaging what
+  it can of a cut-off last object;
+* time order uses a **bounded reorder window**: Kaggle writes records nearly in time order, so parsed
+  records are merged into a sorted buffer and everything except the newest :data:`REORDER_WINDOW`
+  records is written out. A record that arrives more than that many records after a later-timed one
+  is written where it arrived (and counted in ``LogStats.late``) rather than holding the whole log;
+* an unterminated line (a progress bar redrawn with ``\\r`` for hours) is folded once it grows past
+  :data:`MAX_PENDING_CHARS`, and force-split if it still has no ``\\r`` to fold.
+
+An empty or missing raw log never gives an empty file: a one-line note says there was no output.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import groupby
+from operator import itemgetter
+from pathlib import Path
+from typing import BinaryIO
+
+from .fsutil import atomic_output
+from .redact import Redactor
+
+BLOCK_BYTES = 1 << 20  # read size; a block is cut at its last newline
+REORDER_WINDOW = 2048  # records kept back for time ordering
+MAX_PENDING_CHARS = 1 << 16  # an unterminated line longer than this is folded (or split)
+_WRITE_BATCH = 2048  # output lines buffered before a write
+
+NOTE_PREFIX = "[tunix-rt] "
+STDERR_PREFIX = "[stderr] "
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
+_KAGGLE_START = re.compile(rb"^\s*\[\s*(?:\{|\]|$)")
+_SALVAGE_DATA = re.compile(r'"data"\s*:\s*"((?:[^"\\]|\\.)*)')
+_SALVAGE_STREAM = re.compile(r'"stream_name"\s*:\s*"(\w+)"')
+_SALVAGE_TIME = re.compile(r'"time"\s*:\s*(-?[0-9.eE+-]+)')
+_TIME = itemgetter(0)
+_STREAM = itemgetter(1)
+_DATA = itemgetter(2)
+_NUMBER = {int, float}
+
+
+@dataclass
+class LogStats:
+    """What one conversion saw."""
+
+    format: str  # "kaggle-json" | "text" | "empty" | "missing"
+    records: int = 0  # Kaggle records parsed (text: chunks read)
+    lines: int = 0  # lines written (notes included)
+    skipped: int = 0  # Kaggle lines that could not be parsed at all
+    salvaged: int = 0  # cut-off Kaggle records whose data was partly recovered
+    late: int = 0  # records too far out of order for the reorder window
+    truncated: bool = False  # a Kaggle log without its closing "]"
+
+
+def detect_format(raw: Path) -> str:
+    """``"kaggle-json"`` when the file starts like Kaggle's JSON array log, ``"empty"`` for a file with
+    no content, else ``"text"``."""
+    with open(raw, "rb") as fh:
+        head = fh.read(256)
+    head = head.removeprefix(codecs.BOM_UTF8)
+    if not head.strip():
+        return "empty"
+    return "kaggle-json" if _KAGGLE_START.match(head) else "text"
+
+
+def _fold(line: str) -> str:
+    """The last drawn state of a line redrawn with carriage returns (``\\r\\n`` counts as ``\\n``)."""
+    for piece in reversed(line.split("\r")):
+        if piece.strip():
+            return piece
+    return ""
+
+
+class _Writer:
+    """Assembles per-stream lines from data chunks and writes them, folded, cleaned and redacted."""
+
+    def __init__(self, fh: BinaryIO, redactor: Redactor, stats: LogStats) -> None:
+        self._fh = fh
+        self._redact = redactor.redact
+        self._stats = stats
+        self._pending: dict[str, str] = {}
+        self._out: list[str] = []
+        self._n_out = 0  # lines in _out
+        self.content_lines = 0  # log lines (not notes) written or buffered
+
+    def feed(self, stream: str, data: str) -> None:
+        buf = self._pending[stream] + data if stream in self._pending else data
+        if "\n" in buf:
+            complete = buf.split("\n")
+            buf = complete.pop()
+            self.lines(stream, complete)
+        if len(buf) > MAX_PENDING_CHARS:
+            if "\r" in buf:
+                # Keep only the latest redraw (and a trailing \r, so the next redraw replaces it).
+                buf = _fold(buf) + ("\r" if buf.endswith("\r") else "")
+            if len(buf) > MAX_PENDING_CHARS:
+                self.lines(stream, [buf])
+                buf = ""
+        self._pending[stream] = buf
+
+    def lines(self, stream: str, lines: list[str]) -> None:
+        """Write whole lines of one stream; the work runs over the joined text, not per line."""
+        text = "\n".join(lines)
+        if "\r" in text:
+            text = "\n".join([_fold(line) if "\r" in line else line for line in lines])
+        if "\x1b" in text:
+            text = _ANSI.sub("", text)
+        if stream != "stdout":
+            prefix = STDERR_PREFIX if stream == "stderr" else f"[{stream}] "
+            text = prefix + text.replace("\n", "\n" + prefix)
+        self._out.append(text)
+        self._n_out += len(lines)
+        self.content_lines += len(lines)
+        if self._n_out >= _WRITE_BATCH:
+            self.flush()
+
+    def note(self, text: str) -> None:
+        self._out.append(NOTE_PREFIX + text)
+        self._n_out += 1
+
+    def close(self) -> None:
+        for stream, buf in self._pending.items():
+            if buf:
+                self.lines(stream, [buf])
+        self._pending.clear()
+        self.flush()
+
+    def flush(self) -> None:
+        if self._out:
+            self._stats.lines += self._n_out
+            # Redacting the batch, not each line: the patterns never cross a newline.
+            self._fh.write((self._redact("\n".join(self._out)) + "\n").encode("utf-8"))
+            self._out.clear()
+            self._n_out = 0
+
+
+def _iter_blocks(fh: BinaryIO) -> Iterator[str]:
+    """Yield the file as text blocks of whole lines (the last block may end without a newline)."""
+    rest = b""
+    first = True
+    while chunk := fh.read(BLOCK_BYTES):
+        if first:
+            chunk = chunk.removeprefix(codecs.BOM_UTF8)
+            first = False
+        data = rest + chunk
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            rest = data
+            continue
+        rest = data[cut + 1 :]
+        yield data[: cut + 1].decode("utf-8", errors="replace")
+    if rest:
+        yield rest.decode("utf-8", errors="replace")
+
+
+def _strip_array_syntax(text: str) -> str:
+    """Drop a leading ``[`` and/or ``,`` and a trailing ``]`` (objects always end with ``}``)."""
+    text = text.strip()
+    if text.startswith("["):
+        text = text[1:].lstrip()
+    if text.startswith(","):
+        text = text[1:].lstrip()
+    if text.endswith("]"):
+        text = text[:-1].rstrip()
+    return text
+
+
+class _KaggleParser:
+    """Parses blocks of Kaggle's log into ``(time, stream, data)`` tuples."""
+
+    def __init__(self, stats: LogStats) -> None:
+        self.stats = stats
+        self.last_time = 0.0
+
+    def _record(self, obj: object) -> tuple[float, str, str] | None:
+        if not isinstance(obj, dict):
+            return None
+        t = obj.get("time")
+        if isinstance(t, (int, float)) and not isinstance(t, bool):
+            self.last_time = float(t)
+        data = obj.get("data", "")
+        stream = obj.get("stream_name") or "stdout"
+        return (self.last_time, str(stream), data if isinstance(data, str) else str(data))
+
+    def block(self, text: str) -> list[tuple[float, str, str]]:
+        body = _strip_array_syntax(text)
+        if not body:
+            return []
+        try:
+            items = json.loads("[" + body + "]")
+        except ValueError:
+            return self._by_line(text)
+        try:  # fast path: every object well formed (the normal case), no per-record Python calls
+            recs = [(d["time"], d["stream_name"], d["data"]) for d in items]
+            if (
+                recs
+                and set(map(type, map(_TIME, recs))) <= _NUMBER
+                and set(map(type, map(_STREAM, recs))) | set(map(type, map(_DATA, recs))) == {str}
+            ):
+                self.last_time = float(recs[-1][0])
+                return recs
+        except (KeyError, TypeError):
+            pass
+        out = []
+        for obj in items:
+            rec = self._record(obj)
+            if rec is not None:
+                out.append(rec)
+        return out
+
+    def _by_line(self, text: str) -> list[tuple[float, str, str]]:
+        out = []
+        for raw_line in text.split("\n"):
+            body = _strip_array_syntax(raw_line)
+            if not body:
+                continue
+            try:
+                obj = json.loads(body)
+                items = obj if isinstance(obj, list) else [obj]
+            except ValueError:
+                try:
+                    items = json.loads("[" + body + "]")  # several objects on one line
+                except ValueError:
+                    items = [self._salvage(body)]
+            for obj in items:
+                rec = self._record(obj) if obj is not None else None
+                if rec is None:
+                    self.stats.skipped += 1
+                else:
+                    out.append(rec)
+        return out
+
+    def _salvage(self, body: str) -> dict | None:
+        """The readable part of a cut-off object: its stream, time and the data written so far."""
+        m = _SALVAGE_DATA.search(body)
+        if not m:
+            return None
+        data = m.group(1)
+        for _ in range(6):  # drop a half-written escape (\, \u12, …) at the cut
+            try:
+                text = json.loads('"' + data + '"')
+                break
+            except ValueError:
+                data = data[:-1]
+        else:
+            return None
+        self.stats.salvaged += 1
+        stream = _SALVAGE_STREAM.search(body)
+        t = _SALVAGE_TIME.search(body)
+        obj: dict[str, object] = {"stream_name": stream.group(1) if stream else "stdout", "data": text}
+        if t:
+            with contextlib.suppress(ValueError):
+                obj["time"] = float(t.group(1))
+        return obj
+
+
+def _emit(recs: list[tuple[float, str, str]], writer: _Writer, stats: LogStats, last_written: float) -> float:
+    """Feed time-sorted records to the writer, one call per run of the same stream."""
+    if recs and recs[0][0] < last_written:  # only the head can be older than what was already written
+        stats.late += sum(1 for t in map(_TIME, recs) if t < last_written)
+    for stream, group in groupby(recs, key=_STREAM):
+        writer.feed(stream, "".join(map(_DATA, group)))
+    return max(last_written, recs[-1][0]) if recs else last_written
+
+
+def _convert_kaggle(fh: BinaryIO, writer: _Writer, stats: LogStats) -> None:
+    parser = _KaggleParser(stats)
+    held: list[tuple[float, str, str]] = []  # sorted by time; at most REORDER_WINDOW after each block
+    last_written = float("-inf")
+    tail = ""
+    for text in _iter_blocks(fh):
+        recs = parser.block(text)
+        stats.records += len(recs)
+        if text.strip():
+            tail = text
+        if not recs:
+            continue
+        held.extend(recs)
+        held.sort(key=_TIME)  # stable (file order for equal times) and ~linear on nearly sorted input
+        if len(held) > REORDER_WINDOW:
+            n = len(held) - REORDER_WINDOW
+            last_written = _emit(held[:n], writer, stats, last_written)
+            del held[:n]
+    _emit(held, writer, stats, last_written)
+    writer.close()
+    stats.truncated = bool(tail) and not tail.rstrip().endswith("]")
+    if stats.truncated or stats.skipped:
+        writer.note(
+            f"the raw log is truncated or damaged: {stats.skipped} unreadable record(s) skipped, "
+            f"{stats.salvaged} cut-off record(s) kept in part"
+        )
+    if stats.late:
+        writer.note(f"{stats.late} record(s) arrived too far out of time order and were kept where they came")
+
+
+def _convert_text(fh: BinaryIO, writer: _Writer, stats: LogStats) -> None:
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    first = True
+    while chunk := fh.read(BLOCK_BYTES):
+        if first:
+            chunk = chunk.removeprefix(codecs.BOM_UTF8)
+            first = False
+        stats.records += 1
+        writer.feed("stdout", decoder.decode(chunk))
+    writer.feed("stdout", decoder.decode(b"", final=True))
+    writer.close()
+
+
+def convert_log(
+    raw: Path | None,
+    out: Path,
+    *,
+    fmt: str = "auto",
+    redactor: Redactor | None = None,
+) -> LogStats:
+    """Write the readable, redacted text of the raw log ``raw`` to ``out`` (atomically) and return stats.
+
+    ``fmt`` is ``"auto"`` (detect), ``"kaggle-json"`` or ``"text"``. ``raw`` may be None or missing: the
+    output is then a one-line note, never an empty file.
+    """
+    redactor = redactor or Redactor()
+    name = raw.name if raw is not None else "none"
+    if raw is None or not Path(raw).is_file():
+        stats = LogStats(format="missing")
+    else:
+        stats = LogStats(format=detect_format(raw) if fmt == "auto" else fmt)
+    with atomic_output(out) as fh:
+        writer = _Writer(fh, redactor, stats)
+        if stats.format in ("kaggle-json", "text"):
+            with open(raw, "rb") as src:  # type: ignore[arg-type]
+                (_convert_kaggle if stats.format == "kaggle-json" else _convert_text)(src, writer, stats)
+        if writer.content_lines == 0:
+            if stats.format == "missing":
+                writer.note("no raw console log was captured for this run")
+            else:
+                writer.note(f"the kernel produced no console output (raw log {name} is empty)")
+        writer.flush()
+    return stats

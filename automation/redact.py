@@ -1,0 +1,118 @@
+"""Credential redaction for everything tunix-rt writes: logs, evidence, zips, console text.
+
+Two kinds of secrets are removed:
+
+* **known values**: the values of environment variables whose names look secret (``KAGGLE_KEY``,
+  ``KAGGLE_API_TOKEN``, ``*TOKEN*``, ``*SECRET*``, ``*PASSWORD*``, ``*_KEY``) and the ``key`` of
+  ``kaggle.json`` / the ``access_token`` file in the Kaggle config folder;
+* **shapes**: HTTP ``Authorization`` Basic/Bearer values, Kaggle ``KGAT_…`` API tokens, a JSON
+  ``"key": "<32 hex>"`` (the shape of ``kaggle.json``) and ``KAGGLE_KEY=…``-style assignments.
+
+Everything is one compiled regular expression applied per line (or chunk), so redaction streams and
+costs one ``re.sub`` per line; lines without any candidate are returned untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+REDACTED = "[REDACTED]"
+
+# Values shorter than this are not treated as secrets: redacting "1" or "true" would shred the log.
+MIN_SECRET_LEN = 6
+
+_SECRET_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|_KEY$|^KAGGLE_KEY$|APIKEY|API_KEY)", re.IGNORECASE)
+
+# (name, pattern, replacement). Group 1, when present, is a prefix that is kept.
+_SHAPES: list[tuple[str, str, str]] = [
+    ("authorization header",
+     r"(?i)(authorization[\"']?[ \t]*[:=][ \t]*[\"']?(?:basic|bearer|token)[ \t]+)"
+     r"(?!\[REDACTED\])[^\s\"',;]+",
+     r"\1" + REDACTED),
+    # Case-sensitive on purpose: HTTP spells the schemes capitalised, prose says "basic".
+    ("bearer/basic credential", r"(\b(?:Bearer|Basic)[ \t]+)[A-Za-z0-9+/=._~-]{16,}", r"\1" + REDACTED),
+    ("Kaggle API token", r"\bKGAT_[A-Za-z0-9_-]{8,}", REDACTED),
+    ("kaggle.json key", r"(\"key\"[ \t]*:[ \t]*\")[0-9a-fA-F]{32}(\")", r"\1" + REDACTED + r"\2"),
+    ("secret assignment",
+     r"(\b(?:[A-Z0-9_]*(?:TOKEN|SECRET|PASSWORD|_KEY))[ \t]*[=:][ \t]*[\"']?)"
+     r"(?!\[REDACTED\])[^\s\"']{6,}", r"\1" + REDACTED),
+]
+
+# Every shape above contains one of these literal strings (a fast pre-filter before the regexes).
+_HINTS = ("uthoriz", "UTHORIZ", "Bearer", "Basic", "KGAT_", '"key"', "TOKEN", "SECRET", "PASSWORD", "_KEY")
+
+
+def looks_secret(name: str) -> bool:
+    """True for environment variable names that usually hold credentials."""
+    return bool(_SECRET_NAME.search(name))
+
+
+def _kaggle_config_dirs(environ: Mapping[str, str]) -> list[Path]:
+    dirs = []
+    if environ.get("KAGGLE_CONFIG_DIR"):
+        dirs.append(Path(environ["KAGGLE_CONFIG_DIR"]))
+    home = Path(environ.get("HOME") or Path.home())
+    dirs += [home / ".kaggle", home / ".config" / "kaggle"]
+    return dirs
+
+
+def secret_values(environ: Mapping[str, str] | None = None) -> set[str]:
+    """Credential values present on this machine: secret-looking env vars and the Kaggle config files."""
+    environ = os.environ if environ is None else environ
+    values = {v for k, v in environ.items() if looks_secret(k) and v}
+    for folder in _kaggle_config_dirs(environ):
+        try:
+            data = json.loads((folder / "kaggle.json").read_text(encoding="utf-8"))
+            if isinstance(data, dict) and isinstance(data.get("key"), str):
+                values.add(data["key"])
+        except (OSError, ValueError):
+            pass
+        with contextlib.suppress(OSError):
+            values.add((folder / "access_token").read_text(encoding="utf-8").strip())
+    return {v.strip() for v in values if len(v.strip()) >= MIN_SECRET_LEN}
+
+
+class Redactor:
+    """Replace credentials in text. Build once, call :meth:`redact` per line or chunk."""
+
+    def __init__(self, extra_values: Iterable[str] = (), *, environ: Mapping[str, str] | None = None) -> None:
+        values = secret_values(environ) | {v for v in extra_values if v and len(v) >= MIN_SECRET_LEN}
+        # Longest first so a value that contains another is removed whole.
+        self._values = sorted(values, key=len, reverse=True)
+        self._shapes = [(name, re.compile(pat), repl) for name, pat, repl in _SHAPES]
+
+    def redact(self, text: str) -> str:
+        """``text`` with every known secret value and every credential shape replaced by ``[REDACTED]``."""
+        # Plain substring tests first: they run at memory speed, and most text contains none of them.
+        for value in self._values:
+            if value in text:
+                text = text.replace(value, REDACTED)
+        if any(hint in text for hint in _HINTS):
+            for _name, rx, repl in self._shapes:
+                text = rx.sub(repl, text)
+        return text
+
+    def find(self, text: str) -> list[str]:
+        """Names of the credential kinds present in ``text`` (never the values themselves)."""
+        found = []
+        if any(value in text for value in self._values):
+            found.append("secret value from the environment")
+        for name, rx, _repl in self._shapes:
+            if rx.search(text):
+                found.append(name)
+        return found
+
+
+def find_credentials(text: str, *, environ: Mapping[str, str] | None = None) -> list[str]:
+    """Names of the credential kinds in ``text`` (see :meth:`Redactor.find`)."""
+    return Redactor(environ=environ).find(text)
+
+
+def redact(text: str, *, environ: Mapping[str, str] | None = None) -> str:
+    """One-off redaction of ``text`` (build a :class:`Redactor` for many lines)."""
+    return Redactor(environ=environ).redact(text)
