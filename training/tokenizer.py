@@ -19,11 +19,13 @@ class TokenizerError(ValueError):
 def load_tokenizer(path: str | os.PathLike[str] | None = None) -> Any:
     """A ``PreTrainedTokenizerFast`` from a folder holding `tokenizer.json` (default: the shipped one).
 
-    A folder with a `tokenizer_config.json` (ours, or a Gemma model folder's) loads through
-    ``AutoTokenizer`` so its special tokens and chat template come along; a bare `tokenizer.json` file or a
-    folder with only that file loads directly. Never touches the network.
+    A folder (ours, or a Gemma model folder) loads with ``PreTrainedTokenizerFast.from_pretrained``, so its
+    `tokenizer_config.json` special tokens and chat template come along while the `tokenizer.json` pipeline
+    is used exactly as written. (``AutoTokenizer`` would pick the folder's class, e.g. ``GemmaTokenizer``,
+    which in transformers 5 rebuilds its own pre-tokenizer instead of the file's.) A bare `tokenizer.json`
+    file, or a folder with only that file, loads directly. Never touches the network.
     """
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     target = Path(path) if path is not None else SHIPPED_TOKENIZER_DIR
     if target.is_file():
@@ -37,7 +39,7 @@ def load_tokenizer(path: str | os.PathLike[str] | None = None) -> Any:
     if not (target / "tokenizer_config.json").is_file():
         return PreTrainedTokenizerFast(tokenizer_file=str(target / "tokenizer.json"))
     try:
-        return AutoTokenizer.from_pretrained(str(target), local_files_only=True)
+        return PreTrainedTokenizerFast.from_pretrained(str(target), local_files_only=True)
     except (OSError, ValueError) as exc:
         message = " ".join(str(exc).split())
         raise TokenizerError(f"tokenizer folder {target} cannot be loaded: {message}") from None
