@@ -1,0 +1,239 @@
+"""The one retry policy every Kaggle API call goes through (tenacity).
+
+What is retried: HTTP 429 (waiting what ``Retry-After`` asks, else a fallback), 5xx (and 408), dropped
+connections (``requests.ConnectionError``, ``ChunkedEncodingError``, ``http.client.RemoteDisconnected``,
+urllib3 ``ProtocolError``) and timeouts. Never retried: 400/401/403/404 and anything else — those are
+answers, not accidents. kaggle 2.2.5 turns a 401/403 on status/output into a ``ValueError("Cannot access
+kernel …")``; that maps to :data:`EXIT_AUTH`. Waits are exponential with full jitter, bounded by a number
+of attempts and a total time; then the call fails with :data:`EXIT_API`.
+
+The per-call deadline is not here: the SDK sends with no HTTP timeout, so :mod:`tunix_rt.kaggle_client`
+mounts an adapter with socket timeouts on every session the SDK opens (see there for why not a thread).
+A timed-out call raises ``requests.Timeout`` and comes back through this policy.
+
+Environment overrides (for CI and tests): ``TUNIX_RT_RETRY_ATTEMPTS``, ``TUNIX_RT_RETRY_TOTAL_S``,
+``TUNIX_RT_RETRY_BASE_S``, ``TUNIX_RT_RETRY_MAX_WAIT_S``, ``TUNIX_RT_API_TIMEOUT_S``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
+
+import requests
+import tenacity
+
+from .errors import EXIT_API, EXIT_AUTH, TunixRtError
+
+T = TypeVar("T")
+
+RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise TunixRtError(f"environment variable {name}={raw!r} is not a number") from exc
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounds of the retry loop. ``sleep`` is injectable so tests do not wait for real."""
+
+    attempts: int = 8  # calls in total, the first included
+    total_s: float = 600.0  # give up once this much time went into one call and its retries
+    base_s: float = 1.0  # first backoff step (doubles each attempt, full jitter)
+    max_wait_s: float = 60.0  # cap on one backoff wait
+    retry_after_fallback_s: float = 10.0  # a 429 without a usable Retry-After header
+    call_timeout_s: float = 60.0  # socket read timeout for one HTTP call (the per-call deadline)
+    connect_timeout_s: float = 10.0
+    sleep: Callable[[float], None] = field(default=time.sleep, compare=False)
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> RetryPolicy:
+        """The default policy with ``TUNIX_RT_RETRY_*`` / ``TUNIX_RT_API_TIMEOUT_S`` applied."""
+        base = cls()
+        policy = replace(
+            base,
+            attempts=max(1, int(_env_float("TUNIX_RT_RETRY_ATTEMPTS", base.attempts))),
+            total_s=_env_float("TUNIX_RT_RETRY_TOTAL_S", base.total_s),
+            base_s=_env_float("TUNIX_RT_RETRY_BASE_S", base.base_s),
+            max_wait_s=_env_float("TUNIX_RT_RETRY_MAX_WAIT_S", base.max_wait_s),
+            retry_after_fallback_s=min(base.retry_after_fallback_s,
+                                       _env_float("TUNIX_RT_RETRY_MAX_WAIT_S", base.max_wait_s)),
+            call_timeout_s=_env_float("TUNIX_RT_API_TIMEOUT_S", base.call_timeout_s),
+        )
+        return replace(policy, **overrides)
+
+
+def http_status(exc: BaseException) -> int | None:
+    """The HTTP status an exception stands for. kagglesdk raises ``HTTPError`` for a JSON body whose
+    ``code`` is >= 400 even when the HTTP status is 200, so the body's code wins when present."""
+    response = getattr(exc, "response", None)
+    if response is None:
+        return None
+    try:
+        body = response.json()
+        if isinstance(body, dict):
+            code = body.get("code")
+            if code is None and isinstance(body.get("error"), dict):
+                code = body["error"].get("code")  # Google-style {"error": {"code": 429, …}}
+            if isinstance(code, int) and code >= 400:
+                return code
+    except (ValueError, json.JSONDecodeError, RuntimeError, AttributeError):
+        pass
+    return getattr(response, "status_code", None)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and cur not in seen:
+        seen.append(cur)
+        cur = cur.__cause__ or cur.__context__
+        if cur is None and seen[-1].args and isinstance(seen[-1].args[0], BaseException):
+            cur = seen[-1].args[0]  # urllib3 wraps the cause in args (MaxRetryError.reason too)
+        reason = getattr(seen[-1], "reason", None)
+        if cur is None and isinstance(reason, BaseException):
+            cur = reason
+    return seen
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for a failure worth another try: 429, 5xx, dropped connection, timeout."""
+    if isinstance(exc, requests.HTTPError):
+        return http_status(exc) in RETRYABLE_STATUS
+    if isinstance(exc, requests.RequestException):
+        # ConnectionError (incl. ConnectTimeout/ProxyError), ReadTimeout, ChunkedEncodingError,
+        # ContentDecodingError mid-stream: the network, not the answer.
+        return isinstance(exc, (requests.ConnectionError, requests.Timeout,
+                                requests.exceptions.ChunkedEncodingError))
+    try:
+        from urllib3.exceptions import ProtocolError
+    except ImportError:  # pragma: no cover - urllib3 comes with requests
+        ProtocolError = ()  # type: ignore[assignment,misc]  # noqa: N806
+    return isinstance(exc, (http.client.RemoteDisconnected, ConnectionError, TimeoutError, ProtocolError))
+
+
+def never_sent(exc: BaseException) -> bool:
+    """True only when the request certainly never reached the server: the connection was refused or
+    could not be opened (or a 429, which the server answers before doing anything). Used for pushes,
+    where retrying anything else could create a second kernel version."""
+    if isinstance(exc, requests.HTTPError):
+        return http_status(exc) == 429
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    if not isinstance(exc, requests.ConnectionError):
+        return False
+    try:
+        from urllib3.exceptions import NameResolutionError, NewConnectionError
+    except ImportError:  # pragma: no cover
+        return False
+    refused = (NewConnectionError, NameResolutionError, ConnectionRefusedError)
+    return any(isinstance(e, refused) for e in _chain(exc))
+
+
+def retry_after_s(exc: BaseException) -> float | None:
+    """Seconds a 429 asks us to wait (``Retry-After`` as delta-seconds or an HTTP date), else None."""
+    response = getattr(exc, "response", None)
+    if response is None:
+        return None
+    raw = (getattr(response, "headers", None) or {}).get("Retry-After")
+    if not raw:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def describe(exc: BaseException) -> str:
+    """One short line naming a failure without dumping bodies or URLs with tokens."""
+    status = http_status(exc)
+    if status is not None:
+        text = str(exc).split("\n")[0][:160]
+        return f"HTTP {status}" + (f" ({text})" if text and str(status) not in text[:3] else "")
+    name = type(exc).__name__
+    return f"{name}: {str(exc).splitlines()[0][:160]}" if str(exc) else name
+
+
+def _wait(policy: RetryPolicy) -> Callable[[tenacity.RetryCallState], float]:
+    jitter = tenacity.wait_random_exponential(multiplier=policy.base_s, max=policy.max_wait_s)
+
+    def wait(state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if exc is not None and http_status(exc) == 429:
+            after = retry_after_s(exc)
+            return policy.retry_after_fallback_s if after is None else after
+        return float(jitter(state))
+
+    return wait
+
+
+def call(
+    fn: Callable[..., T],
+    *args: Any,
+    what: str,
+    policy: RetryPolicy | None = None,
+    retry_if: Callable[[BaseException], bool] = is_transient,
+    on_retry: Callable[[str], None] | None = None,
+    **kwargs: Any,
+) -> T:
+    """Run ``fn(*args, **kwargs)`` under the policy; ``what`` names the call in messages.
+
+    Raises :class:`TunixRtError` with :data:`EXIT_AUTH` for rejected credentials and :data:`EXIT_API` once
+    retries are spent. Other exceptions (400/404 ``HTTPError``, ``ValueError`` from the SDK's own checks)
+    propagate unchanged so callers can treat e.g. a 404 as an answer.
+    """
+    policy = policy or RetryPolicy.from_env()
+
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        if on_retry and state.outcome is not None:
+            exc = state.outcome.exception()
+            wait_s = state.next_action.sleep if state.next_action else 0.0
+            on_retry(f"{what}: {describe(exc)}; retry {state.attempt_number}/{policy.attempts - 1} "
+                     f"in {wait_s:.1f} s")
+
+    retrying = tenacity.Retrying(
+        sleep=policy.sleep,
+        stop=tenacity.stop_after_attempt(policy.attempts) | tenacity.stop_after_delay(policy.total_s),
+        wait=_wait(policy),
+        retry=tenacity.retry_if_exception(retry_if),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+    try:
+        return retrying(fn, *args, **kwargs)
+    except ValueError as exc:
+        if "Cannot access kernel" in str(exc) or "Permission" in str(exc):
+            raise TunixRtError(f"{what}: Kaggle refused access (401/403): check the credentials and that "
+                               "the kernel id is yours", EXIT_AUTH) from exc
+        raise
+    except requests.HTTPError as exc:
+        status = http_status(exc)
+        if status in (401, 403):
+            raise TunixRtError(f"{what}: Kaggle rejected the credentials (HTTP {status}); check "
+                               "KAGGLE_USERNAME/KAGGLE_KEY or kaggle.json", EXIT_AUTH) from exc
+        if retry_if(exc):
+            raise TunixRtError(f"{what} still failing after retries: {describe(exc)}", EXIT_API) from exc
+        raise
+    except Exception as exc:
+        if retry_if(exc):
+            raise TunixRtError(f"{what} still failing after retries: {describe(exc)}", EXIT_API) from exc
+        raise
