@@ -152,3 +152,15 @@ def test_tampered_committed_file_is_refused(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setattr(datasets, "DATASETS_DIR", tmp_path)
     with pytest.raises(DatasetError, match="does not match manifest"):
         load_dataset("dev-reasoning-v2")
+
+
+# Pinned so a change of generator, seed or Python's random module (3.11 and 3.12 agree) cannot go unnoticed.
+X10_SHA256 = "8831a555a39c924df0c4c412175ac2f493f3be587fbb1c4bfde71ce46c4a2a8a"
+
+
+def test_x10_bytes_are_pinned_and_can_be_written(x10, tmp_path: Path) -> None:
+    assert x10.sha256 == X10_SHA256
+    build_dataset.write_dataset("dev-reasoning-v2-x10", tmp_path)
+    manifest = json.loads((tmp_path / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["sha256"] == X10_SHA256 and manifest["trace_count"] == 5500
+    assert build_dataset.check_dataset("dev-reasoning-v2-x10", tmp_path) is None
