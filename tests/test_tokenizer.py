@@ -113,3 +113,12 @@ def test_model_folder_class_does_not_change_the_pipeline(tmp_path: Path) -> None
     ids = tok("hi 🍎")["input_ids"]
     assert ids == load_tokenizer()("hi 🍎")["input_ids"] and tok.decode(ids[1:]) == "hi 🍎"
     assert tok.pad_token_id == 0 and tok.bos_token == "<bos>"
+
+
+@pytest.mark.parametrize("key", ["dev-reasoning-v2", "dev-reasoning-v2-x10"])
+def test_every_trace_fits_the_tiny_profiles_sequence_length(tok, key: str) -> None:
+    # sft_tiny trains at seq_len 128 (learning.md: L near the longest trace keeps steps fast); <bos> included.
+    from tunix_rt.training.datasets import load_dataset
+
+    lengths = [len(ids) for ids in tok([render.sft_text(r) for r in load_dataset(key).records])["input_ids"]]
+    assert max(lengths) <= 128
