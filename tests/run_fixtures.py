@@ -20,8 +20,15 @@ DATASET = "dev-reasoning-v2"
 
 CONFIG_TEXT = "name: sft_tiny\nmodel:\n  id: tunix-rt/gemma3-tiny\ntraining:\n  max_steps: 4\n"
 EVAL_SET_TEXT = "".join(
-    json.dumps({"id": f"eval-{i:03d}", "prompt": f"What is {i} + {i}?", "expected_answer": str(2 * i),
-                "category": "arithmetic"}) + "\n"
+    json.dumps(
+        {
+            "id": f"eval-{i:03d}",
+            "prompt": f"What is {i} + {i}?",
+            "expected_answer": str(2 * i),
+            "category": "arithmetic",
+        }
+    )
+    + "\n"
     for i in range(1, 5)
 )
 
@@ -63,8 +70,10 @@ def write_finished_run(
     out.mkdir(parents=True, exist_ok=True)
     (run_dir / "raw_log").mkdir(parents=True, exist_ok=True)
     if raw_log is None:
-        raw_log = ("Input Notebook: bundle/kaggle_submission.ipynb\nstep 1 loss 5.10\nstep 4 loss 4.20\n"
-                   "✅ Smoke run completed successfully!\n")
+        raw_log = (
+            "Input Notebook: bundle/kaggle_submission.ipynb\nstep 1 loss 5.10\nstep 4 loss 4.20\n"
+            "✅ Smoke run completed successfully!\n"
+        )
     (run_dir / "raw_log" / raw_log_name).write_text(raw_log, encoding="utf-8")
     state: dict[str, Any] = {
         "schema_version": 1,
@@ -73,8 +82,15 @@ def write_finished_run(
         "platform": platform,
         "accelerator": "cpu",
         "command": "tunix-rt rehearse --backend local --mode smoke",
-        "bundle": {"sha256": "ab" * 32, "metadata_sha256": "cd" * 32, "size_bytes": 123456,
-                   "config_path": CONFIG_PATH, "dataset": DATASET, "eval_set": EVAL_SET_PATH, "mode": "smoke"},
+        "bundle": {
+            "sha256": "ab" * 32,
+            "metadata_sha256": "cd" * 32,
+            "size_bytes": 123456,
+            "config_path": CONFIG_PATH,
+            "dataset": DATASET,
+            "eval_set": EVAL_SET_PATH,
+            "mode": "smoke",
+        },
         "raw_log": f"raw_log/{raw_log_name}",
         "stages": {},
     }
@@ -84,66 +100,149 @@ def write_finished_run(
     if not with_outputs:
         return run_dir
     score = n_correct / n_items
-    _write_json(out / "run_result.json", {
-        "schema_version": 1, "status": status, "error": None if status == "complete" else "training step raised",
-        "mode": "smoke", "command": "python -m tunix_rt.training.train_jax --config sft_tiny.yaml --output ./output",
-        "model": {"id": model_id, "family": "gemma3", "source": "random-init", "weights_path": None,
-                  "finetune": "full", "lora_rank": None, "param_count": param_count,
-                  "trainable_param_count": param_count, "dtype": "float32"},
-        "config": {"name": "sft_tiny", "path": CONFIG_PATH, "sha256": _sha(CONFIG_TEXT)},
-        "dataset": {"name": DATASET, "sha256": "ef" * 32, "n_traces": 550},
-        "eval_set": {"path": EVAL_SET_PATH, "sha256": _sha(EVAL_SET_TEXT), "n_items": n_items},
-        "devices": {"platform": "cpu", "count": 1, "kinds": ["cpu"], "mesh": {"fsdp": 1, "tp": 1}},
-        "versions": {"python": "3.11.7", "jax": "0.10.2", "jaxlib": "0.10.2", "flax": "0.12.8",
-                     "optax": "0.2.8", "tunix": "0.1.7", "transformers": "5.12.1", "qwix": "0.1.0"},
-        "training": {"steps": 4, "max_steps": 4, "batch_size": 2, "seq_len": 64, "first_loss": 5.1,
-                     "final_loss": 4.2, "loss_drop": 0.9, "tokens_trained": 512, "tokens_per_second": 256.0,
-                     "step_time_s": 0.5},
-        "eval": {"answer_correctness": score, "format_compliance": 1.0, "n_items": n_items,
-                 "n_correct": n_correct, "n_well_formed": n_items},
-        "timings_s": {"import": 1.0, "data": 0.1, "model_init": 0.2, "compile": 3.0, "train": 2.0,
-                      "generate": 1.0, "score": 0.01, "checkpoint": 0.0, "total": 7.31},
-        "checkpoint": None,
-    })
-    _write_json(out / "kernel_run.json", {
-        "run_version": run_dir.name, "mode": "smoke", "config": CONFIG_PATH, "dataset": DATASET,
-        "eval_set": EVAL_SET_PATH, "kaggle_kernel_run_type": "Batch", "status": status,
-        "cells_completed": ["setup", "configuration", "build_dataset", "smoke_run"], "python_version": "3.11.7",
-    })
+    _write_json(
+        out / "run_result.json",
+        {
+            "schema_version": 1,
+            "status": status,
+            "error": None if status == "complete" else "training step raised",
+            "mode": "smoke",
+            "command": "python -m tunix_rt.training.train_jax --config sft_tiny.yaml --output ./output",
+            "model": {
+                "id": model_id,
+                "family": "gemma3",
+                "source": "random-init",
+                "weights_path": None,
+                "finetune": "full",
+                "lora_rank": None,
+                "param_count": param_count,
+                "trainable_param_count": param_count,
+                "dtype": "float32",
+            },
+            "config": {"name": "sft_tiny", "path": CONFIG_PATH, "sha256": _sha(CONFIG_TEXT)},
+            "dataset": {"name": DATASET, "sha256": "ef" * 32, "n_traces": 550},
+            "eval_set": {"path": EVAL_SET_PATH, "sha256": _sha(EVAL_SET_TEXT), "n_items": n_items},
+            "devices": {"platform": "cpu", "count": 1, "kinds": ["cpu"], "mesh": {"fsdp": 1, "tp": 1}},
+            "versions": {
+                "python": "3.11.7",
+                "jax": "0.10.2",
+                "jaxlib": "0.10.2",
+                "flax": "0.12.8",
+                "optax": "0.2.8",
+                "tunix": "0.1.7",
+                "transformers": "5.12.1",
+                "qwix": "0.1.0",
+            },
+            "training": {
+                "steps": 4,
+                "max_steps": 4,
+                "batch_size": 2,
+                "seq_len": 64,
+                "first_loss": 5.1,
+                "final_loss": 4.2,
+                "loss_drop": 0.9,
+                "tokens_trained": 512,
+                "tokens_per_second": 256.0,
+                "step_time_s": 0.5,
+            },
+            "eval": {
+                "answer_correctness": score,
+                "format_compliance": 1.0,
+                "n_items": n_items,
+                "n_correct": n_correct,
+                "n_well_formed": n_items,
+            },
+            "timings_s": {
+                "import": 1.0,
+                "data": 0.1,
+                "model_init": 0.2,
+                "compile": 3.0,
+                "train": 2.0,
+                "generate": 1.0,
+                "score": 0.01,
+                "checkpoint": 0.0,
+                "total": 7.31,
+            },
+            "checkpoint": None,
+        },
+    )
+    _write_json(
+        out / "kernel_run.json",
+        {
+            "run_version": run_dir.name,
+            "mode": "smoke",
+            "config": CONFIG_PATH,
+            "dataset": DATASET,
+            "eval_set": EVAL_SET_PATH,
+            "kaggle_kernel_run_type": "Batch",
+            "status": status,
+            "cells_completed": ["setup", "configuration", "build_dataset", "smoke_run"],
+            "python_version": "3.11.7",
+        },
+    )
     if with_eval:
-        preds = [{"id": f"eval-{i:03d}", "prompt": "p", "raw_output": "<answer>x</answer>", "parsed_answer": "x",
-                  "well_formed": True, "expected_answer": "x", "correct": i <= n_correct, "category": "arithmetic"}
-                 for i in range(1, n_items + 1)]
+        preds = [
+            {
+                "id": f"eval-{i:03d}",
+                "prompt": "p",
+                "raw_output": "<answer>x</answer>",
+                "parsed_answer": "x",
+                "well_formed": True,
+                "expected_answer": "x",
+                "correct": i <= n_correct,
+                "category": "arithmetic",
+            }
+            for i in range(1, n_items + 1)
+        ]
         (out / "predictions.jsonl").write_text("".join(json.dumps(p) + "\n" for p in preds), encoding="utf-8")
-        _write_json(out / "eval_results.json", {
-            "answer_correctness": score, "format_compliance": 1.0, "n_items": n_items, "n_correct": n_correct,
-            "n_well_formed": n_items, "by_category": {"arithmetic": {"n": n_items, "correct": n_correct,
-                                                                      "well_formed": n_items}},
-            "eval_set": EVAL_SET_PATH, "eval_set_sha256": _sha(EVAL_SET_TEXT),
-        })
+        _write_json(
+            out / "eval_results.json",
+            {
+                "answer_correctness": score,
+                "format_compliance": 1.0,
+                "n_items": n_items,
+                "n_correct": n_correct,
+                "n_well_formed": n_items,
+                "by_category": {"arithmetic": {"n": n_items, "correct": n_correct, "well_formed": n_items}},
+                "eval_set": EVAL_SET_PATH,
+                "eval_set_sha256": _sha(EVAL_SET_TEXT),
+            },
+        )
     return run_dir
 
 
 def kaggle_block(status: str = "COMPLETE", failure_message: str | None = None) -> dict[str, Any]:
     """The run state's ``kaggle`` block as the push/wait/pull stages record it."""
-    return {"kernel_ref": "alice/tunix-rt-m33", "url": "https://www.kaggle.com/code/alice/tunix-rt-m33",
-            "version_number": 3, "machine_shape": "TpuV5E8", "accelerator": "tpu-v5e-8", "status": status,
-            "failure_message": failure_message, "pushed_at": "2026-11-20T10:00:00Z",
-            "finished_at": "2026-11-20T10:42:13+00:00", "session_timeout_s": 32400}
+    return {
+        "kernel_ref": "alice/tunix-rt-m33",
+        "url": "https://www.kaggle.com/code/alice/tunix-rt-m33",
+        "version_number": 3,
+        "machine_shape": "TpuV5E8",
+        "accelerator": "tpu-v5e-8",
+        "status": status,
+        "failure_message": failure_message,
+        "pushed_at": "2026-11-20T10:00:00Z",
+        "finished_at": "2026-11-20T10:42:13+00:00",
+        "session_timeout_s": 32400,
+    }
 
 
 def write_project(root: Path) -> Path:
     """A minimal checkout with everything ``tunix-rt package`` puts in the zip; returns ``root``."""
     files = {
         "pyproject.toml": "[project]\nname = 'tunix-rt'\n",
-        "kernel/kaggle_submission.ipynb": json.dumps({"cells": [], "metadata": {}, "nbformat": 4,
-                                                       "nbformat_minor": 5}, indent=1) + "\n",
+        "kernel/kaggle_submission.ipynb": json.dumps(
+            {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}, indent=1
+        )
+        + "\n",
         "training/__init__.py": "",
         "training/train_jax.py": "def main() -> None:\n    print('train')\n",
         "training/eval_generate.py": "def main() -> None:\n    print('eval')\n",
         CONFIG_PATH: CONFIG_TEXT,
         "training/configs/submission_gemma3_1b.yaml": "name: submission_gemma3_1b\n",
-        f"training/datasets/{DATASET}/manifest.json": json.dumps({"dataset_key": DATASET, "trace_count": 550}),
+        f"training/datasets/{DATASET}/manifest.json": json.dumps(
+            {"dataset_key": DATASET, "trace_count": 550}
+        ),
         f"training/datasets/{DATASET}/dataset.jsonl": '{"prompt": "not packaged"}\n',
         EVAL_SET_PATH: EVAL_SET_TEXT,
     }
