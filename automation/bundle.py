@@ -397,6 +397,26 @@ def build_bundle(
     return info
 
 
+def extract_payload(notebook_path: Path) -> bytes:
+    """The embedded payload (tar.gz bytes) of a bundle notebook, checked against its recorded sha256."""
+    import json
+
+    try:
+        nb = json.loads(Path(notebook_path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise TunixRtError(f"{notebook_path}: unreadable notebook ({exc})", EXIT_USAGE) from None
+    cells = [c for c in nb.get("cells", []) if PAYLOAD_TAG in c.get("metadata", {}).get("tags", [])]
+    source = "".join(cells[0]["source"]) if len(cells) == 1 else ""
+    found = re.search(r'PAYLOAD_SHA256 = "([0-9a-f]*)"\s*PAYLOAD_B64 = """([A-Za-z0-9+/=\s]*)"""', source)
+    if not found or not found.group(2).strip():
+        raise TunixRtError(f"{notebook_path}: no embedded payload (not built by `tunix-rt bundle`)",
+                           EXIT_USAGE)
+    payload = base64.b64decode("".join(found.group(2).split()))
+    if sha256_bytes(payload) != found.group(1):
+        raise TunixRtError(f"{notebook_path}: embedded payload does not match its sha256", EXIT_USAGE)
+    return payload
+
+
 def load_bundle(bundle_dir: Path) -> BundleInfo:
     """Describe an existing bundle folder (``push --bundle DIR``): checks both files and reads the
     parameters the notebook was built with. Raises TunixRtError when it is not a tunix-rt bundle."""
