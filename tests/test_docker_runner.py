@@ -181,7 +181,6 @@ def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-@pytest.mark.kernel
 def test_rehearse_docker_smoke_end_to_end(client, kernel_image, base_image, tmp_path) -> None:
     missing = [m for m in ("tunix_rt.commands.rehearse", "tunix_rt.commands.validate", "tunix_rt.bundle")
                if importlib.util.find_spec(m) is None]
@@ -200,8 +199,10 @@ def test_rehearse_docker_smoke_end_to_end(client, kernel_image, base_image, tmp_
     manifest = json.loads((run_dir / "run_manifest.json").read_text())
     assert manifest["environment"]["platform"] == "docker"
 
-    bundled = _cli("bundle", "--mode", "smoke", "--run-dir", str(tmp_path / "bundle_only"), env=env)
+    # The run version (the folder's name) is baked into the notebook: bundle a same-named folder elsewhere.
+    bundle_only = tmp_path / "bundle_only" / run_dir.name
+    bundled = _cli("bundle", "--mode", "smoke", "--run-dir", str(bundle_only), env=env)
     assert bundled.returncode == 0, bundled.stderr[-3000:]
-    state = json.loads((tmp_path / "bundle_only" / "run_state.json").read_text())
+    state = json.loads((bundle_only / "run_state.json").read_text())
     assert manifest["bundle_sha256"] == state["bundle"]["sha256"]
     assert _leftovers(client, run_dir) == []

@@ -287,19 +287,30 @@ def _bundle_notebook(bundle_dir: Path) -> str:
 
 
 def _tee(chunks: Iterator[bytes], log: TextIO, stream: TextIO | None) -> None:
-    """Copy the container's output to the log file and the console as it arrives."""
+    """Copy the container's output, line by line with credentials redacted (as the local runner does), to
+    the log file and the console as it arrives."""
+    from ..redact import Redactor
+
+    redactor = Redactor()
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    for chunk in chunks:
-        text = decoder.decode(chunk)
+    pending = ""
+
+    def emit(text: str) -> None:
+        text = redactor.redact(text)
         log.write(text)
         log.flush()
         if stream is not None:
             stream.write(text)
             stream.flush()
-    tail = decoder.decode(b"", final=True)
-    log.write(tail)
-    if stream is not None and tail:
-        stream.write(tail)
+
+    for chunk in chunks:
+        pending += decoder.decode(chunk)
+        complete, newline, pending = pending.rpartition("\n")
+        if newline:
+            emit(complete + newline)
+    pending += decoder.decode(b"", final=True)
+    if pending:
+        emit(pending)
 
 
 def _remove(client: docker.DockerClient, container: Any, outputs_dir: Path, *, chowned: bool) -> None:
