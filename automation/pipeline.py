@@ -42,10 +42,9 @@ def validate_stage(run_dir: Path, reporter: Reporter) -> None:
 
 def package_stage(run_dir: Path, output: Path, reporter: Reporter) -> str:
     """Write the deterministic submission zip; returns its path."""
-    from .package import package_run
+    from .package import package
 
-    result = package_run(run_dir, output)
-    zip_path = str(getattr(result, "zip_path", None) or getattr(result, "path", None) or result)
+    zip_path = str(package(run_dir, output).path)
     runstate.mark_stage(run_dir, "package", "done", zip=zip_path)
     reporter.event("packaged", f"submission zip: {zip_path}", stage="package", zip=zip_path)
     return zip_path

@@ -114,7 +114,7 @@ def apply_metadata(bundle: Path, opts: PushOptions, accel: accelerators.Accelera
     slug = opts.kernel_id.split("/", 1)[1]
     meta["id"] = opts.kernel_id
     meta.pop("id_no", None)
-    meta.setdefault("title", slug.replace("-", " ").title())
+    meta["title"] = slug  # the client warns when slugify(title) != slug, and wants >= 5 characters
     for key in ("machine_shape", "docker_image", "docker_image_pinning_type"):
         meta.pop(key, None)
     meta.update(accel.metadata_fields())  # TPU: no docker image pin at all (kaggle-cli #1197)
@@ -225,6 +225,9 @@ def push(run_dir: Path, opts: PushOptions, client_factory: Any, reporter: Report
             resp = client.push(bundle, timeout_s=opts.session_timeout, machine_shape=accel.machine_shape)
         except TunixRtError:
             raise  # auth, or "never reached Kaggle" retries spent: push_attempt stays for the next run
+        except ValueError as exc:  # the client's own checks of the metadata, before anything is sent
+            _clear_attempt(run_dir)
+            raise TunixRtError(f"{bundle / METADATA}: the kaggle client refused it: {exc}", EXIT_USAGE) from exc
         except requests.HTTPError as exc:
             if not retry.is_transient(exc):
                 _clear_attempt(run_dir)
