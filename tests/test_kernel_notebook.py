@@ -1,0 +1,213 @@
+"""The kernel notebook's contract: its cells, the commands it runs (each parsed by the real script's argparse,
+so flag drift fails here and not on Kaggle), its pinned requirements, and failure propagation (a failing
+step fails the notebook and the success banner never prints)."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import importlib
+import io
+import json
+import platform
+import sys
+import tarfile
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from packaging.requirements import Requirement
+from tunix_rt import paths
+from tunix_rt.bundle import (
+    PAYLOAD_TAG,
+    build_bundle,
+    build_payload,
+    extract_payload,
+    payload_files,
+    render_notebook,
+)
+from tunix_rt.runners.local import CONSOLE_LOG, run_local
+
+TEMPLATE = paths.kernel_dir() / "kaggle_submission.ipynb"
+BANNER = "✅ Smoke run completed successfully!"
+HEADERS = ["1 Setup", "2 Configuration", "3 Build Dataset", "4a Smoke Run", "4b Full Training Run",
+           "5 Generate Predictions", "6 Evaluate & Score", "7 Submission Summary"]
+# The scripts the notebook runs → the module whose main(argv) parses their flags.
+SCRIPTS = {
+    "train_jax.py": "tunix_rt.training.run",  # train_jax.py is a thin shim over run.main
+    "score.py": "tunix_rt.training.score",
+    "build_dataset.py": "tunix_rt.training.build_dataset",
+}
+
+
+UNCHECKED_CALLS = {"os.system", "os.popen", "subprocess.run", "subprocess.call", "subprocess.check_output"}
+
+
+def _code(nb: Any) -> dict[str, str]:
+    return {c["id"]: "".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"}
+
+
+def test_template_has_the_runbook_cells_in_order() -> None:
+    nb = nbformat.read(TEMPLATE, as_version=4)
+    nbformat.validate(nb)
+    assert (nb.nbformat, nb.nbformat_minor) == (4, 5)
+    assert nb.metadata.kernelspec.name == "python3"
+    headers = [c.source.splitlines()[0].removeprefix("## ") for c in nb.cells
+               if c.cell_type == "markdown" and c.source.startswith("## ")]
+    assert headers == HEADERS
+    # every section is a markdown header followed by code
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "markdown" and cell.source.startswith("## "):
+            assert nb.cells[i + 1].cell_type == "code"
+    tagged = {tag: [c.id for c in nb.cells if tag in c.metadata.get("tags", [])]
+              for tag in ("parameters", PAYLOAD_TAG)}
+    assert tagged == {"parameters": ["parameters"], PAYLOAD_TAG: ["payload"]}
+    assert len({c.id for c in nb.cells}) == len(nb.cells)
+
+
+def test_notebook_never_shells_out_unchecked() -> None:
+    """Every subprocess goes through run(), which raises on a non-zero exit; no magics, no os.system."""
+    code = _code(json.loads(TEMPLATE.read_text(encoding="utf-8")))
+    run_args: list[str] = []
+    popen = 0
+    for cell_id, source in code.items():
+        assert not any(line.lstrip().startswith(("!", "%")) for line in source.splitlines()), cell_id
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Call):
+                func = ast.unparse(node.func)
+                assert func not in UNCHECKED_CALLS, (cell_id, func)
+                popen += func == "subprocess.Popen"
+                if func == "run":
+                    assert len(node.args) == 1 and isinstance(node.args[0], ast.Name), ast.unparse(node)
+                    run_args.append(node.args[0].id)
+    assert popen == 1  # inside run(), which checks the exit code
+    assert "raise subprocess.CalledProcessError" in code["setup"]
+    assert sorted(run_args) == ["FULL_CMD", "PIP_INSTALL_CMD", "SCORE_CMD", "SMOKE_CMD", "cmd"]
+    assert "for cmd in DATASET_CHECK_CMDS:" in code["dataset"]
+
+
+def test_banner_only_after_everything_passed() -> None:
+    code = _code(json.loads(TEMPLATE.read_text(encoding="utf-8")))
+    holders = [cid for cid, src in code.items() if BANNER in src]
+    assert holders == ["summary"] and list(code)[-1] == "summary"
+    summary = code["summary"]
+    assert summary.index('write_kernel_run("complete")') < summary.index(BANNER)
+
+
+def _commands(tmp_path: Path, mode: str) -> dict[str, Any]:
+    """Run the bundle's Configuration cells on its real, unpacked payload and return every *_CMD(S)."""
+    info = build_bundle(tmp_path / "m33_rehearsal", mode=mode)
+    payload_dir = tmp_path / "payload"
+    with tarfile.open(fileobj=io.BytesIO(extract_payload(info.notebook_path)), mode="r:gz") as tar:
+        tar.extractall(payload_dir, filter="data")
+    code = _code(json.loads(info.notebook_path.read_text(encoding="utf-8")))
+    ns: dict[str, Any] = {
+        "json": json, "os": __import__("os"), "platform": platform, "sys": sys, "Path": Path,
+        "PAYLOAD_DIR": payload_dir, "TRAINING_DIR": payload_dir / "training",
+        "OUTPUT_DIR": tmp_path / "work" / "output", "INPUT_DIR": Path("/kaggle/input"), "RUN_TYPE": "Batch",
+        "CELLS_COMPLETED": [], "cell_done": lambda name: None,
+    }
+    exec(code["parameters"], ns)  # noqa: S102 - the notebook's own cells
+    exec(code["config-check"], ns)  # noqa: S102
+    return {k: v for k, v in ns.items() if k.endswith(("_CMD", "_CMDS"))}
+
+
+class _Parsed(Exception):
+    pass
+
+
+def _parse(cmd: list[Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
+    """Parse ``cmd``'s arguments with the real script's own parser (stopping before it runs anything)."""
+    assert cmd[0] == sys.executable
+    script = Path(cmd[1])
+    assert script.is_file(), f"{script} is not in the payload"
+    module = importlib.import_module(SCRIPTS[script.name])
+    argv = [str(a) for a in cmd[2:]]
+    original = argparse.ArgumentParser.parse_args
+
+    def capture(self: argparse.ArgumentParser, args: Any = None, namespace: Any = None) -> Any:
+        raise _Parsed(original(self, args, namespace))
+
+    with monkeypatch.context() as m:
+        m.setattr(argparse.ArgumentParser, "parse_args", capture)
+        try:
+            module.main(argv)
+        except _Parsed as parsed:
+            return parsed.args[0]
+        except SystemExit as exc:
+            pytest.fail(f"{script.name} rejects {argv} (exit {exc.code}): {capsys.readouterr().err.strip()}")
+    pytest.fail(f"{script.name} did not parse its arguments")
+
+
+@pytest.mark.parametrize("mode", ["smoke", "full"])
+def test_every_command_parses_against_its_script(tmp_path: Path, mode: str, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    cmds = _commands(tmp_path, mode)
+    assert set(cmds) == {"DATASET_CHECK_CMDS", "TRAIN_CMD", "SMOKE_CMD", "FULL_CMD", "SCORE_CMD"}
+
+    smoke = _parse(cmds["SMOKE_CMD"], monkeypatch, capsys)
+    assert (smoke.smoke_steps, smoke.device, smoke.output, smoke.dataset) == (2, "auto", "./output",
+                                                                              "dev-reasoning-v2-x10")
+    assert Path(smoke.config).is_file() and Path(smoke.eval_set).is_file()
+    assert smoke.input_dir == "/kaggle/input"
+    full = _parse(cmds["FULL_CMD"], monkeypatch, capsys)
+    assert full.smoke_steps is None and full.max_steps is None  # the config's schedule
+
+    score = _parse(cmds["SCORE_CMD"], monkeypatch, capsys)
+    assert Path(score.predictions).name == "predictions.jsonl" and Path(score.eval_set).is_file()
+    assert Path(score.output).parent == tmp_path / "work" / "output"
+
+    assert cmds["DATASET_CHECK_CMDS"], "the payload ships no dataset to check"
+    for cmd in cmds["DATASET_CHECK_CMDS"]:
+        checked = _parse(cmd, monkeypatch, capsys)
+        assert checked.check is True and checked.out is None  # the shipped files, next to the script
+
+
+def test_requirements_match_the_kernel_extra() -> None:
+    pyproject = tomllib.loads((paths.project_root() / "pyproject.toml").read_text(encoding="utf-8"))
+    extra = {str(Requirement(r)) for r in pyproject["project"]["optional-dependencies"]["kernel"]}
+    lines = (paths.kernel_dir() / "requirements.txt").read_text(encoding="utf-8").splitlines()
+    pinned = {str(Requirement(line)) for line in lines if line.strip() and not line.startswith("#")}
+    assert pinned == extra
+
+
+def test_the_template_itself_fails_loudly(tmp_path: Path) -> None:
+    """Run with papermill as a rehearsal would: no payload → Setup raises → non-zero exit, no banner."""
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "kaggle_submission.ipynb").write_bytes(TEMPLATE.read_bytes())
+    outcome = run_local(bundle, tmp_path / "run", stream=None)
+    log = (tmp_path / "run" / "raw_log" / CONSOLE_LOG).read_text(encoding="utf-8")
+    assert outcome.exit_code != 0 and not outcome.ok
+    assert "no embedded payload" in log and BANNER not in log
+    assert (tmp_path / "run" / "outputs" / "__notebook__.ipynb").is_file()
+
+
+@pytest.mark.kernel
+def test_failing_training_step_fails_the_notebook(tmp_path: Path) -> None:
+    """A config the training script rejects: papermill exits non-zero, the banner never prints, and
+    kernel_run.json says failed with the cells that did complete."""
+    stock = paths.training_dir() / "configs" / "sft_tiny.yaml"
+    bad = tmp_path / "bad_config.yaml"
+    bad.write_text(stock.read_text(encoding="utf-8") + "\nbogus_key: 1\n", encoding="utf-8")
+    eval_set = paths.training_dir() / "evalsets" / "eval_v1.jsonl"
+    files = payload_files(stock, eval_set)
+    files["training/configs/bad_config.yaml"] = bad
+    params = {"mode": "smoke", "config": "configs/bad_config.yaml", "dataset": "dev-reasoning-v2",
+              "eval_set": "evalsets/eval_v1.jsonl", "run_version": "broken"}
+    bundle = tmp_path / "broken" / "bundle"
+    bundle.mkdir(parents=True)
+    (bundle / "kaggle_submission.ipynb").write_text(render_notebook(params, build_payload(files)),
+                                                    encoding="utf-8")
+
+    outcome = run_local(bundle, tmp_path / "broken", stream=None)
+    log = outcome.log_path.read_text(encoding="utf-8")
+    assert outcome.exit_code != 0
+    assert "bogus_key" in log and "CalledProcessError" in log
+    assert BANNER not in log
+    kernel_run = json.loads((outcome.outputs_dir / "output" / "kernel_run.json").read_text(encoding="utf-8"))
+    assert kernel_run["status"] == "failed"
+    assert kernel_run["cells_completed"] == ["1 Setup", "2 Configuration", "3 Build Dataset"]
+    assert kernel_run["kaggle_kernel_run_type"] == "Batch"
