@@ -227,7 +227,8 @@ def push(run_dir: Path, opts: PushOptions, client_factory: Any, reporter: Report
             raise  # auth, or "never reached Kaggle" retries spent: push_attempt stays for the next run
         except ValueError as exc:  # the client's own checks of the metadata, before anything is sent
             _clear_attempt(run_dir)
-            raise TunixRtError(f"{bundle / METADATA}: the kaggle client refused it: {exc}", EXIT_USAGE) from exc
+            raise TunixRtError(f"{bundle / METADATA}: the kaggle client refused it: {exc}",
+                               EXIT_USAGE) from exc
         except requests.HTTPError as exc:
             if not retry.is_transient(exc):
                 _clear_attempt(run_dir)

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from run_fixtures import CONFIG_PATH, EVAL_SET_PATH, write_finished_run
-
 from tunix_rt.fsutil import sha256_file
 
 REPO = Path(__file__).resolve().parent.parent
@@ -69,19 +68,22 @@ def make_bundle(folder: Path, *, files: dict[str, str] | None = None, fail: str 
         "for name, text in files.items():\n"
         "    p = pathlib.Path(name); p.parent.mkdir(parents=True, exist_ok=True); p.write_text(text)\n"
         f"for i in range({n_extra}):\n"
-        "    p = pathlib.Path('extra') / f'file_{i:03d}.txt'; p.parent.mkdir(exist_ok=True); p.write_text(str(i))\n"
+        "    p = pathlib.Path('extra') / f'file_{i:03d}.txt'\n"
+        "    p.parent.mkdir(exist_ok=True); p.write_text(str(i))\n"
         "print('tiny kernel wrote', len(files), 'files', flush=True)\n"
         + (f"raise RuntimeError({fail!r})\n" if fail else "")
     )
-    nb = {"cells": [{"cell_type": "code", "execution_count": None, "id": "tiny", "metadata": {}, "outputs": [],
-                     "source": code}],
+    cell = {"cell_type": "code", "execution_count": None, "id": "tiny", "metadata": {}, "outputs": [],
+            "source": code}
+    nb = {"cells": [cell],
           "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
                        "kaggle": {"accelerator": "gpu", "dockerImageVersionId": 31234}},
           "nbformat": 4, "nbformat_minor": 5}
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "kaggle_submission.ipynb").write_text(json.dumps(nb), encoding="utf-8")
     meta: dict[str, Any] = {"id": "someone/else", "title": "tiny", "code_file": "kaggle_submission.ipynb",
-                            "language": "python", "kernel_type": "notebook", "docker_image": "gcr.io/x:pinned"}
+                            "language": "python", "kernel_type": "notebook",
+                            "docker_image": "gcr.io/x:pinned"}
     if model_sources is not None:
         meta["model_sources"] = model_sources
     (folder / "kernel-metadata.json").write_text(json.dumps(meta), encoding="utf-8")

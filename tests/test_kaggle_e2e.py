@@ -26,7 +26,6 @@ from kaggle_e2e_helpers import (
     tunix_rt,
     tunix_rt_popen,
 )
-
 from tunix_rt.emulator.app import Emulator
 from tunix_rt.emulator.auth import AuthConfig
 
@@ -55,8 +54,8 @@ def good_bundle(tmp_path: Path, run_dir: Path) -> Path:
 
 
 def push_args(run_dir: Path, bundle: Path, accelerator: str = "gpu-t4x2", *extra: str) -> list[str]:
-    return ["--kernel-id", REF, "--accelerator", accelerator, "--bundle", str(bundle), "--run-dir", str(run_dir),
-            *extra]
+    return ["--kernel-id", REF, "--accelerator", accelerator, "--bundle", str(bundle),
+            "--run-dir", str(run_dir), *extra]
 
 
 def versions(emu: Emulator) -> list[int]:
@@ -125,7 +124,8 @@ def test_tpu_run_end_to_end(emu: Emulator, good_bundle: Path, run_dir: Path, tmp
     assert "dockerImageVersionId" not in body["text"]
     events = res.json_lines()
     assert events[-1]["event"] == "result" and events[-1]["exit_code"] == 0
-    assert {e["event"] for e in events} >= {"pushed", "status", "finished", "downloaded", "evidence", "packaged"}
+    expected = {"pushed", "status", "finished", "downloaded", "evidence", "packaged"}
+    assert {e["event"] for e in events} >= expected
     zips = list(out.glob("*.zip"))
     assert len(zips) == 1
     assert state(run_dir)["stages"]["package"]["status"] == "done"
@@ -163,7 +163,8 @@ def test_push_error_in_body_fails_without_waiting(emu: Emulator, good_bundle: Pa
 
 
 def test_invalid_sources_fail_and_spend_the_run(emu: Emulator, tmp_path: Path, run_dir: Path) -> None:
-    bundle = make_bundle(tmp_path / "b", files={"output/x.txt": "x"}, model_sources=["nobody/nothing/jax/x/1"])
+    bundle = make_bundle(tmp_path / "b", files={"output/x.txt": "x"},
+                         model_sources=["nobody/nothing/jax/x/1"])
     env = cli_env(emu)
     res = tunix_rt(env, "push", *push_args(run_dir, bundle))
     assert res.code == 2
@@ -243,7 +244,8 @@ def test_killed_wait_resumes_same_version(emu: Emulator, tmp_path: Path, run_dir
 # ---------------------------------------------------------------------------------------------- faults
 
 
-def test_429_and_5xx_storm_is_retried(emu: Emulator, good_bundle: Path, run_dir: Path, tmp_path: Path) -> None:
+def test_429_and_5xx_storm_is_retried(emu: Emulator, good_bundle: Path, run_dir: Path,
+                                      tmp_path: Path) -> None:
     emu.set_faults(seed=7, rate_429=0.15, retry_after=1, rate_5xx=0.25)
     res = tunix_rt(cli_env(emu), "run", *push_args(run_dir, good_bundle), "--output", str(tmp_path / "z"),
                    *POLL, timeout=300)
@@ -335,6 +337,6 @@ def test_real_bundle_trains_on_the_emulator_with_faults(emu: Emulator, repo_root
     manifest = json.loads((run_dir / "run_manifest.json").read_text())
     assert manifest["status"] == "complete"
     assert len(list(out.glob("*.zip"))) == 1
-    assert len(emu.calls("SaveKernel")) >= 1 and [1] == [
-        n for n in (1, 2) if emu.version(USER, "tunix-rt-smoke", n) is not None]
+    assert len(emu.calls("SaveKernel")) >= 1 and [
+        n for n in (1, 2) if emu.version(USER, "tunix-rt-smoke", n) is not None] == [1]
     assert_no_leak(res.output, roots=(run_dir, out))
