@@ -67,6 +67,8 @@ def check_kernel_id(kernel_id: str) -> str:
     parts = kernel_id.strip().split("/")
     if len(parts) != 2 or not all(parts) or any(c.isspace() for c in kernel_id):
         raise TunixRtError(f"--kernel-id {kernel_id!r}: expected OWNER/SLUG (e.g. alice/tunix-rt-gemma3)")
+    if len(parts[1]) < 5:
+        raise TunixRtError(f"--kernel-id {kernel_id!r}: Kaggle wants a slug of at least five characters")
     return kernel_id.strip()
 
 

@@ -200,7 +200,7 @@ def wait(run_dir: Any, opts: WaitOptions, client_factory: Callable[..., KaggleCl
                 raise TunixRtError(
                     f"{ref} v{version} still {status} at the deadline ({round(now - start_wall)} s); the "
                     "kernel keeps running on Kaggle: run `tunix-rt wait` again to resume", EXIT_TIMEOUT)
-            if watch is not None and status in ACTIVE:
+            if watch is not None and status == "RUNNING":  # before RUNNING there is no session to stream
                 watch.maybe_start()
             cap = opts.poll_max * 2 if watch is not None and watch.live else opts.poll_max
             pause = min(interval(k, opts.poll_min, cap), max(0.0, deadline - time.time()))
