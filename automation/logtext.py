@@ -22,6 +22,10 @@ Memory stays flat however large the log is:
 * an unterminated line (a progress bar redrawn with ``\\r`` for hours) is folded once it grows past
   :data:`MAX_PENDING_CHARS`, and force-split if it still has no ``\\r`` to fold.
 
+Per-line work is kept cheap: records are kept as the dicts ``json.loads`` made, consecutive records of one
+stream are joined, and folding, prefixing and redaction run over whole joined texts with C-level string
+methods (``rfind``, ``count``, ``replace``, one regex scan), never in a Python loop per line.
+
 An empty or missing raw log never gives an empty file: a one-line note says there was no output.
 """
 
@@ -36,7 +40,7 @@ from dataclasses import dataclass
 from itertools import groupby
 from operator import itemgetter
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from .fsutil import atomic_output
 from .redact import Redactor
@@ -50,13 +54,14 @@ NOTE_PREFIX = "[tunix-rt] "
 STDERR_PREFIX = "[stderr] "
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
+_CR_LINE = re.compile(r"[^\n]*\r[^\n]*")  # a line holding a carriage return
 _KAGGLE_START = re.compile(rb"^\s*\[\s*(?:\{|\]|$)")
 _SALVAGE_DATA = re.compile(r'"data"\s*:\s*"((?:[^"\\]|\\.)*)')
 _SALVAGE_STREAM = re.compile(r'"stream_name"\s*:\s*"(\w+)"')
 _SALVAGE_TIME = re.compile(r'"time"\s*:\s*(-?[0-9.eE+-]+)')
-_TIME = itemgetter(0)
-_STREAM = itemgetter(1)
-_DATA = itemgetter(2)
+_TIME = itemgetter("time")
+_STREAM = itemgetter("stream_name")
+_DATA = itemgetter("data")
 _NUMBER = {int, float}
 
 
@@ -92,6 +97,10 @@ def _fold(line: str) -> str:
     return ""
 
 
+def _fold_match(m: re.Match[str]) -> str:
+    return _fold(m.group())
+
+
 class _Writer:
     """Assembles per-stream lines from data chunks and writes them, folded, cleaned and redacted."""
 
@@ -106,32 +115,33 @@ class _Writer:
 
     def feed(self, stream: str, data: str) -> None:
         buf = self._pending[stream] + data if stream in self._pending else data
-        if "\n" in buf:
-            complete = buf.split("\n")
-            buf = complete.pop()
-            self.lines(stream, complete)
+        cut = buf.rfind("\n")
+        if cut >= 0:
+            self.text(stream, buf[:cut])
+            buf = buf[cut + 1 :]
         if len(buf) > MAX_PENDING_CHARS:
             if "\r" in buf:
                 # Keep only the latest redraw (and a trailing \r, so the next redraw replaces it).
                 buf = _fold(buf) + ("\r" if buf.endswith("\r") else "")
             if len(buf) > MAX_PENDING_CHARS:
-                self.lines(stream, [buf])
+                self.text(stream, buf)
                 buf = ""
         self._pending[stream] = buf
 
-    def lines(self, stream: str, lines: list[str]) -> None:
-        """Write whole lines of one stream; the work runs over the joined text, not per line."""
-        text = "\n".join(lines)
+    def text(self, stream: str, text: str) -> None:
+        """Write whole lines of one stream (``text`` without its final newline). The work runs over the
+        whole text with C-level string methods, never line by line in Python."""
+        n = text.count("\n") + 1
         if "\r" in text:
-            text = "\n".join([_fold(line) if "\r" in line else line for line in lines])
+            text = _CR_LINE.sub(_fold_match, text)
         if "\x1b" in text:
             text = _ANSI.sub("", text)
         if stream != "stdout":
             prefix = STDERR_PREFIX if stream == "stderr" else f"[{stream}] "
             text = prefix + text.replace("\n", "\n" + prefix)
         self._out.append(text)
-        self._n_out += len(lines)
-        self.content_lines += len(lines)
+        self._n_out += n
+        self.content_lines += n
         if self._n_out >= _WRITE_BATCH:
             self.flush()
 
@@ -142,7 +152,7 @@ class _Writer:
     def close(self) -> None:
         for stream, buf in self._pending.items():
             if buf:
-                self.lines(stream, [buf])
+                self.text(stream, buf)
         self._pending.clear()
         self.flush()
 
@@ -187,13 +197,13 @@ def _strip_array_syntax(text: str) -> str:
 
 
 class _KaggleParser:
-    """Parses blocks of Kaggle's log into ``(time, stream, data)`` tuples."""
+    """Parses blocks of Kaggle's log into records ``{"time": float, "stream_name": str, "data": str}``."""
 
     def __init__(self, stats: LogStats) -> None:
         self.stats = stats
         self.last_time = 0.0
 
-    def _record(self, obj: object) -> tuple[float, str, str] | None:
+    def _record(self, obj: object) -> dict[str, Any] | None:
         if not isinstance(obj, dict):
             return None
         t = obj.get("time")
@@ -201,9 +211,10 @@ class _KaggleParser:
             self.last_time = float(t)
         data = obj.get("data", "")
         stream = obj.get("stream_name") or "stdout"
-        return (self.last_time, str(stream), data if isinstance(data, str) else str(data))
+        data = data if isinstance(data, str) else str(data)
+        return {"time": self.last_time, "stream_name": str(stream), "data": data}
 
-    def block(self, text: str) -> list[tuple[float, str, str]]:
+    def block(self, text: str) -> list[dict[str, Any]]:
         body = _strip_array_syntax(text)
         if not body:
             return []
@@ -211,16 +222,16 @@ class _KaggleParser:
             items = json.loads("[" + body + "]")
         except ValueError:
             return self._by_line(text)
-        try:  # fast path: every object well formed (the normal case), no per-record Python calls
-            recs = [(d["time"], d["stream_name"], d["data"]) for d in items]
+        try:  # fast path: every object well formed (the normal case), no per-record Python code
             if (
-                recs
-                and set(map(type, map(_TIME, recs))) <= _NUMBER
-                and set(map(type, map(_STREAM, recs))) | set(map(type, map(_DATA, recs))) == {str}
+                items
+                and set(map(type, items)) == {dict}
+                and set(map(type, map(_TIME, items))) <= _NUMBER
+                and set(map(type, map(_STREAM, items))) | set(map(type, map(_DATA, items))) == {str}
             ):
-                self.last_time = float(recs[-1][0])
-                return recs
-        except (KeyError, TypeError):
+                self.last_time = float(items[-1]["time"])
+                return items
+        except KeyError:
             pass
         out = []
         for obj in items:
@@ -229,7 +240,7 @@ class _KaggleParser:
                 out.append(rec)
         return out
 
-    def _by_line(self, text: str) -> list[tuple[float, str, str]]:
+    def _by_line(self, text: str) -> list[dict[str, Any]]:
         out = []
         for raw_line in text.split("\n"):
             body = _strip_array_syntax(raw_line)
@@ -275,18 +286,18 @@ class _KaggleParser:
         return obj
 
 
-def _emit(recs: list[tuple[float, str, str]], writer: _Writer, stats: LogStats, last_written: float) -> float:
+def _emit(recs: list[dict[str, Any]], writer: _Writer, stats: LogStats, last_written: float) -> float:
     """Feed time-sorted records to the writer, one call per run of the same stream."""
-    if recs and recs[0][0] < last_written:  # only the head can be older than what was already written
+    if recs and recs[0]["time"] < last_written:  # only the head can be older than what was already written
         stats.late += sum(1 for t in map(_TIME, recs) if t < last_written)
     for stream, group in groupby(recs, key=_STREAM):
         writer.feed(stream, "".join(map(_DATA, group)))
-    return max(last_written, recs[-1][0]) if recs else last_written
+    return max(last_written, recs[-1]["time"]) if recs else last_written
 
 
 def _convert_kaggle(fh: BinaryIO, writer: _Writer, stats: LogStats) -> None:
     parser = _KaggleParser(stats)
-    held: list[tuple[float, str, str]] = []  # sorted by time; at most REORDER_WINDOW after each block
+    held: list[dict[str, Any]] = []  # sorted by time; at most REORDER_WINDOW after each block
     last_written = float("-inf")
     tail = ""
     for text in _iter_blocks(fh):
