@@ -113,6 +113,17 @@ def git_commit(root: Path | None = None) -> tuple[str, bool | None]:
     return (sha or "unknown"), bool(status.strip())
 
 
+def _repo_relative(value: Any, root: Path) -> Any:
+    """An absolute path inside the checkout as a checkout-relative one (evidence must not carry the
+    machine's folder layout); anything else unchanged."""
+    if not isinstance(value, str) or not Path(value).is_absolute():
+        return value
+    try:
+        return Path(value).resolve().relative_to(root.resolve()).as_posix()
+    except (ValueError, OSError):
+        return value
+
+
 def _pick(src: dict[str, Any] | None, keys: tuple[str, ...]) -> dict[str, Any] | None:
     if not isinstance(src, dict):
         return None
@@ -189,7 +200,7 @@ def fill_evidence(run_dir: Path, *, failure: str | None = None, root: Path | Non
     log_stats = convert_log(raw_log, log_path)
 
     manifest = _manifest(run_dir, state, result, kernel_run, out_dir, status, failure_message, root)
-    summary = _summary(run_dir, result, evals, out_dir, status, failure_message)
+    summary = _summary(run_dir, result, evals, out_dir, status, failure_message, root or paths.project_root())
     manifest_path = write_json_atomic(run_dir / MANIFEST_FILE, manifest)
     summary_path = write_json_atomic(run_dir / SUMMARY_FILE, summary)
     return Evidence(run_dir, manifest_path, summary_path, log_path, status, failure_message, log_stats)
@@ -225,8 +236,10 @@ def _manifest(run_dir: Path, state: dict[str, Any], result: dict[str, Any] | Non
     dataset = result.get("dataset") if isinstance(result.get("dataset"), dict) else {}
     devices = result.get("devices") if isinstance(result.get("devices"), dict) else {}
     versions = result.get("versions") if isinstance(result.get("versions"), dict) else {}
+    root = root or paths.project_root()
     sha, dirty = git_commit(root)
     kaggle_state = state.get("kaggle")
+    config_path = bundle.get("config_path") or config.get("path") or kernel_run.get("config")
     return {
         "schema_version": MANIFEST_SCHEMA_VERSION,
         "run_version": run_dir.name,
@@ -238,7 +251,7 @@ def _manifest(run_dir: Path, state: dict[str, Any], result: dict[str, Any] | Non
         "dataset": dataset.get("name") or bundle.get("dataset") or kernel_run.get("dataset"),
         "dataset_sha256": dataset.get("sha256"),
         "n_traces": dataset.get("n_traces"),
-        "config_path": bundle.get("config_path") or config.get("path") or kernel_run.get("config"),
+        "config_path": _repo_relative(config_path, root),
         "config_sha256": config.get("sha256"),
         "command": state.get("command") or result.get("command"),
         "kernel_command": result.get("command"),
@@ -273,7 +286,7 @@ def _kaggle_block(kaggle_state: Any) -> dict[str, Any] | None:
 
 
 def _summary(run_dir: Path, result: dict[str, Any] | None, evals: dict[str, Any] | None, out_dir: Path,
-             status: str, failure_message: str | None) -> dict[str, Any]:
+             status: str, failure_message: str | None, root: Path) -> dict[str, Any]:
     result = result or {}
     ev = evals or {}
     training = result.get("training") if isinstance(result.get("training"), dict) else {}
@@ -288,7 +301,7 @@ def _summary(run_dir: Path, result: dict[str, Any] | None, evals: dict[str, Any]
         "status": status,
         "failure_message": failure_message,
         "model_id": model.get("id"),
-        "eval_set": ev.get("eval_set") or eval_set.get("path"),
+        "eval_set": _repo_relative(ev.get("eval_set") or eval_set.get("path"), root),
         "eval_set_sha256": ev.get("eval_set_sha256") or eval_set.get("sha256"),
         "metrics": {
             "final_loss": training.get("final_loss"),
