@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +29,7 @@ from . import paths, runstate
 from .errors import EXIT_USAGE, TunixRtError
 from .fsutil import read_json, sha256_file, write_json_atomic
 from .logtext import LogStats, convert_log
+from .redact import Redactor
 
 MANIFEST_FILE = "run_manifest.json"
 SUMMARY_FILE = "eval_summary.json"
@@ -171,12 +173,15 @@ def _count_predictions(path: Path) -> tuple[int, int] | None:
     return n, correct
 
 
-def fill_evidence(run_dir: Path, *, failure: str | None = None, root: Path | None = None) -> Evidence:
+def fill_evidence(run_dir: Path, *, failure: str | None = None, root: Path | None = None,
+                  secrets: Iterable[str] = ()) -> Evidence:
     """Write ``run_manifest.json``, ``eval_summary.json`` and ``kaggle_output_log.txt`` for ``run_dir``.
 
     ``failure`` is the runner's own one-line reason when it knows the run failed (non-zero exit); the
     evidence then says ``failed`` whatever the outputs claim. Raises :class:`TunixRtError` only when the
     run directory is not one (no run state with a platform); a failed run is evidence, not an error.
+    ``secrets`` are credential values to redact on top of those found in the environment and Kaggle's
+    config files (e.g. the ones the Kaggle client actually used).
     """
     run_dir = Path(run_dir).resolve()
     if not run_dir.is_dir():
@@ -197,7 +202,7 @@ def fill_evidence(run_dir: Path, *, failure: str | None = None, root: Path | Non
     # The log first: it is kept whatever happened, and a failed run's log is the evidence that matters.
     raw_log = run_dir / state["raw_log"] if state.get("raw_log") else None
     log_path = run_dir / LOG_FILE
-    log_stats = convert_log(raw_log, log_path)
+    log_stats = convert_log(raw_log, log_path, redactor=Redactor(secrets))
 
     manifest = _manifest(run_dir, state, result, kernel_run, out_dir, status, failure_message, root)
     summary = _summary(run_dir, result, evals, out_dir, status, failure_message, root or paths.project_root())

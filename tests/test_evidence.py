@@ -160,3 +160,9 @@ def test_not_a_run_directory(tmp_path: Path) -> None:
 )
 def test_normalise_utc(value: str | None, expected: str | None) -> None:
     assert normalise_utc(value) == expected
+
+
+def test_extra_secrets_are_redacted(tmp_path: Path) -> None:
+    run = write_finished_run(tmp_path / "m33_rehearsal", raw_log="token in use: client-only-secret-42\n")
+    fill_evidence(run, root=tmp_path, secrets=["client-only-secret-42"])
+    assert (run / LOG_FILE).read_text() == "token in use: [REDACTED]\n"
