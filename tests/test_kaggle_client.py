@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from tunix_rt.errors import EXIT_AUTH, TunixRtError
 from tunix_rt.kaggle_client import config_dir, find_credentials, platform_for
 
@@ -19,7 +18,8 @@ def test_no_credentials_says_where_to_put_them() -> None:
         find_credentials()
     assert info.value.exit_code == EXIT_AUTH
     message = info.value.message
-    assert "KAGGLE_USERNAME" in message and "kaggle.json" in message and os.environ["KAGGLE_CONFIG_DIR"] in message
+    assert "KAGGLE_USERNAME" in message and "kaggle.json" in message
+    assert os.environ["KAGGLE_CONFIG_DIR"] in message
 
 
 def test_env_credentials_win_and_are_registered_as_secrets(monkeypatch: pytest.MonkeyPatch) -> None:

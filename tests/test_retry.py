@@ -9,7 +9,6 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-
 from tunix_rt import retry
 from tunix_rt.errors import EXIT_API, EXIT_AUTH, TunixRtError
 
@@ -49,7 +48,8 @@ def policy(slept: list[float]) -> retry.RetryPolicy:
 
 def test_429_waits_what_retry_after_says(policy: retry.RetryPolicy, slept: list[float]) -> None:
     google_429 = {"error": {"code": 429, "message": "Too many requests", "status": "RESOURCE_EXHAUSTED"}}
-    fn = Flaky(http_error(429, google_429, {"Retry-After": "7"}), http_error(429, google_429, {"Retry-After": "3"}))
+    fn = Flaky(http_error(429, google_429, {"Retry-After": "7"}),
+               http_error(429, google_429, {"Retry-After": "3"}))
     assert retry.call(fn, what="status", policy=policy) == "ok"
     assert fn.calls == 3 and slept == [7.0, 3.0]
 
@@ -77,8 +77,10 @@ def test_400_and_404_are_answers_not_retried(policy: retry.RetryPolicy, status: 
     assert fn.calls == 1
 
 
-@pytest.mark.parametrize("error", [http_error(401), http_error(403),
-                                   ValueError("Cannot access kernel 'a/b' (Permission 'kernels.get' was denied)")])
+DENIED = ValueError("Cannot access kernel 'a/b' (Permission 'kernels.get' was denied)")
+
+
+@pytest.mark.parametrize("error", [http_error(401), http_error(403), DENIED])
 def test_rejected_credentials_exit_4_at_once(policy: retry.RetryPolicy, error: BaseException) -> None:
     fn = Flaky(error)
     with pytest.raises(TunixRtError) as info:
@@ -135,12 +137,13 @@ def stalled_server() -> Iterator[int]:
 
 def test_the_per_call_deadline_ends_a_hung_sdk_call(stalled_server: int, monkeypatch: pytest.MonkeyPatch,
                                                     slept: list[float]) -> None:
-    """The SDK sends with no timeout; our session adapter gives it one, and the policy retries, then exit 5."""
+    """The SDK sends with no timeout; our session adapter gives it one; retried, then exit 5."""
     from tunix_rt.kaggle_client import connect
 
     url = f"http://127.0.0.1:{stalled_server}"
-    for key, value in {"KAGGLE_API_ENVIRONMENT": "LOCALHOST", "HTTP_PROXY": url, "http_proxy": url,
-                       "NO_PROXY": "", "no_proxy": "", "KAGGLE_USERNAME": "alice", "KAGGLE_KEY": "k" * 12}.items():
+    env = {"KAGGLE_API_ENVIRONMENT": "LOCALHOST", "HTTP_PROXY": url, "http_proxy": url, "NO_PROXY": "",
+           "no_proxy": "", "KAGGLE_USERNAME": "alice", "KAGGLE_KEY": "k" * 12}
+    for key, value in env.items():
         monkeypatch.setenv(key, value)
     policy = retry.RetryPolicy(attempts=2, call_timeout_s=0.5, connect_timeout_s=0.5, sleep=slept.append)
     client = connect(policy=policy)
