@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import sys
 from pathlib import Path
 
 from .. import paths
@@ -44,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
         network=args.network,
         gpus=args.gpus,
         command=command_line(args),
+        stream=sys.stdout,  # looked up now: the default is bound at import time
     )
     print("\n".join(summary_lines(result)))
     return 0
