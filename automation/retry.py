@@ -20,6 +20,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -163,14 +164,17 @@ def retry_after_s(exc: BaseException) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+_QUERY = re.compile(r"\?[^\s'\")]*")
+
+
 def describe(exc: BaseException) -> str:
-    """One short line naming a failure without dumping bodies or URLs with tokens."""
+    """One short line naming a failure, without bodies or query strings (output-file URLs are signed)."""
     status = http_status(exc)
+    first = _QUERY.sub("?…", str(exc).splitlines()[0] if str(exc) else "")[:160]
     if status is not None:
-        text = str(exc).split("\n")[0][:160]
-        return f"HTTP {status}" + (f" ({text})" if text and str(status) not in text[:3] else "")
+        return f"HTTP {status}" + (f" ({first})" if first and str(status) not in first[:3] else "")
     name = type(exc).__name__
-    return f"{name}: {str(exc).splitlines()[0][:160]}" if str(exc) else name
+    return f"{name}: {first}" if first else name
 
 
 def _wait(policy: RetryPolicy) -> Callable[[tenacity.RetryCallState], float]:
