@@ -205,7 +205,8 @@ def fill_evidence(run_dir: Path, *, failure: str | None = None, root: Path | Non
     log_stats = convert_log(raw_log, log_path, redactor=Redactor(secrets))
 
     manifest = _manifest(run_dir, state, result, kernel_run, out_dir, status, failure_message, root)
-    summary = _summary(run_dir, result, evals, out_dir, status, failure_message, root or paths.project_root())
+    summary = _summary(run_dir, state, result, evals, out_dir, status, failure_message,
+                       root or paths.project_root())
     manifest_path = write_json_atomic(run_dir / MANIFEST_FILE, manifest)
     summary_path = write_json_atomic(run_dir / SUMMARY_FILE, summary)
     return Evidence(run_dir, manifest_path, summary_path, log_path, status, failure_message, log_stats)
@@ -290,9 +291,11 @@ def _kaggle_block(kaggle_state: Any) -> dict[str, Any] | None:
     return block
 
 
-def _summary(run_dir: Path, result: dict[str, Any] | None, evals: dict[str, Any] | None, out_dir: Path,
-             status: str, failure_message: str | None, root: Path) -> dict[str, Any]:
+def _summary(run_dir: Path, state: dict[str, Any], result: dict[str, Any] | None,
+             evals: dict[str, Any] | None, out_dir: Path, status: str, failure_message: str | None,
+             root: Path) -> dict[str, Any]:
     result = result or {}
+    bundle = state.get("bundle") if isinstance(state.get("bundle"), dict) else {}
     ev = evals or {}
     training = result.get("training") if isinstance(result.get("training"), dict) else {}
     eval_set = result.get("eval_set") if isinstance(result.get("eval_set"), dict) else {}
@@ -306,7 +309,9 @@ def _summary(run_dir: Path, result: dict[str, Any] | None, evals: dict[str, Any]
         "status": status,
         "failure_message": failure_message,
         "model_id": model.get("id"),
-        "eval_set": _repo_relative(ev.get("eval_set") or eval_set.get("path"), root),
+        # The bundled (checkout-relative) path first: the kernel only saw its own unpacked copy.
+        "eval_set": _repo_relative(bundle.get("eval_set") or ev.get("eval_set") or eval_set.get("path"),
+                                   root),
         "eval_set_sha256": ev.get("eval_set_sha256") or eval_set.get("sha256"),
         "metrics": {
             "final_loss": training.get("final_loss"),
