@@ -103,7 +103,12 @@ def rehearse(
                     raw_log=f"{runstate.RAW_LOG_DIR}/console.log")
     runstate.mark_stage(run_dir, "rehearse", "running", backend=chosen)
 
-    outcome = _run(chosen, bundle, run_dir, image=image, network=network, gpus=gpus, stream=stream)
+    try:
+        outcome = _run(chosen, bundle, run_dir, image=image, network=network, gpus=gpus, stream=stream)
+    except (TunixRtError, KeyboardInterrupt) as exc:  # no daemon, no image, Ctrl-C: the run never finished
+        reason = exc.message if isinstance(exc, TunixRtError) else "interrupted"
+        runstate.mark_stage(run_dir, "rehearse", "failed", backend=chosen, detail=reason)
+        raise
     runstate.update(run_dir, raw_log=outcome.log_path.relative_to(run_dir).as_posix())
     runstate.mark_stage(run_dir, "rehearse", "done" if outcome.ok else "failed", backend=chosen,
                         exit_code=outcome.exit_code, wall_s=round(outcome.wall_s, 1), detail=outcome.detail)
