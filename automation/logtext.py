@@ -54,7 +54,6 @@ NOTE_PREFIX = "[tunix-rt] "
 STDERR_PREFIX = "[stderr] "
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
-_CR_LINE = re.compile(r"[^\n]*\r[^\n]*")  # a line holding a carriage return
 _KAGGLE_START = re.compile(rb"^\s*\[\s*(?:\{|\]|$)")
 _SALVAGE_DATA = re.compile(r'"data"\s*:\s*"((?:[^"\\]|\\.)*)')
 _SALVAGE_STREAM = re.compile(r'"stream_name"\s*:\s*"(\w+)"')
@@ -97,8 +96,19 @@ def _fold(line: str) -> str:
     return ""
 
 
-def _fold_match(m: re.Match[str]) -> str:
-    return _fold(m.group())
+def _fold_lines(text: str) -> str:
+    """``text`` with every line that holds a ``\r`` folded; the cost grows with those lines only."""
+    out = []
+    pos = 0
+    while (cr := text.find("\r", pos)) >= 0:
+        start = text.rfind("\n", 0, cr) + 1
+        end = text.find("\n", cr)
+        end = len(text) if end < 0 else end
+        out.append(text[pos:start])
+        out.append(_fold(text[start:end]))
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)
 
 
 class _Writer:
@@ -133,7 +143,7 @@ class _Writer:
         whole text with C-level string methods, never line by line in Python."""
         n = text.count("\n") + 1
         if "\r" in text:
-            text = _CR_LINE.sub(_fold_match, text)
+            text = _fold_lines(text)
         if "\x1b" in text:
             text = _ANSI.sub("", text)
         if stream != "stdout":
