@@ -9,7 +9,12 @@
   as the creating system, deflate at level 9, no comment.
 * **refusals** (exit 2, one line): invalid or failed evidence, a missing required file, the run's config or
   eval set changed since the run (sha256 differs), any source path that resolves outside the project
-  (symlinks included), a credential in any member. The zip is written atomically or not at all.
+  (symlinks included) or an evidence file that resolves outside its run directory, a credential in any
+  member. The zip is written atomically or not at all.
+
+The run directory itself is an argument: inside the checkout its evidence keeps its path in the zip
+(``submission_runs/m33_v1/run_manifest.json``); a run kept elsewhere is filed under
+``submission_runs/<run version>/``.
 """
 
 from __future__ import annotations
@@ -68,6 +73,16 @@ class _Sources:
         if not resolved.is_relative_to(self.root):
             raise _refuse(f"{path}: resolves to {resolved}, outside the project {self.root}; not packaged")
         return resolved
+
+    def add_evidence(self, run_dir: Path, arc_dir: str, name: str) -> None:
+        """An evidence file, which must really live in the run directory (a link out of it is refused)."""
+        path = run_dir / name
+        resolved = path.resolve()
+        if not resolved.is_relative_to(run_dir.resolve()):
+            raise _refuse(f"{path}: resolves to {resolved}, outside the run directory; not packaged")
+        if not resolved.is_file():
+            raise _refuse(f"{path}: missing (evidence); it is required in the submission zip")
+        self.members[f"{arc_dir}/{name}"] = resolved.read_bytes()
 
     def add(self, rel: str, *, what: str) -> None:
         path = self.root / rel
@@ -215,7 +230,13 @@ def package(run_dir: Path, output_dir: Path, *, root: Path | None = None,
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise _refuse(f"{run_dir}: no such run directory")
-    run_rel = sources.inside(run_dir).relative_to(sources.root).as_posix()
+    # Evidence keeps its run-dir path inside the checkout; a run kept elsewhere (an argument the user gave)
+    # is filed under submission_runs/<run version>/, where it would be committed.
+    resolved_run = run_dir.resolve()
+    if resolved_run.is_relative_to(sources.root):
+        run_rel = resolved_run.relative_to(sources.root).as_posix()
+    else:
+        run_rel = f"submission_runs/{resolved_run.name}"
     redactor = redactor or Redactor()
     problems = validate_run_dir(run_dir, redactor=redactor)
     if problems:
@@ -238,7 +259,7 @@ def package(run_dir: Path, output_dir: Path, *, root: Path | None = None,
                               "training/evalsets", "eval set")
     sources.add(eval_rel, what="the eval set")
     for name in EVIDENCE_FILES:
-        sources.add(f"{run_rel}/{name}", what="evidence")
+        sources.add_evidence(run_dir, run_rel, name)
 
     members = sources.members
     readme = render_readme(manifest, summary, sorted([*members, README_NAME]), run_rel)

@@ -155,11 +155,24 @@ def test_symlink_inside_the_project_is_fine(project: Path) -> None:
     assert "training/alias.py" in result.members
 
 
-def test_refuses_run_dir_outside_the_project(project: Path, tmp_path: Path) -> None:
+def test_run_dir_outside_the_project_is_filed_under_submission_runs(project: Path, tmp_path: Path) -> None:
     elsewhere = write_finished_run(tmp_path / "elsewhere" / "m33_v1")
+    os.utime(elsewhere / "outputs/output/run_result.json", (1_763_000_000, 1_763_000_000))
     fill_evidence(elsewhere, root=project)
-    with pytest.raises(TunixRtError, match="outside the project"):
-        package(elsewhere, project / "submission", root=project)
+    result = package(elsewhere, project / "submission", root=project)
+    assert f"{RUN}/run_manifest.json" in result.members
+    assert (
+        result.path.read_bytes() == package(project / RUN, project / "again", root=project).path.read_bytes()
+    )
+
+
+def test_refuses_evidence_linked_from_outside_the_run_dir(project: Path, tmp_path: Path) -> None:
+    stolen = tmp_path / "elsewhere.txt"
+    stolen.write_text("not this run's log\n")
+    (project / RUN / "kaggle_output_log.txt").unlink()
+    (project / RUN / "kaggle_output_log.txt").symlink_to(stolen)
+    with pytest.raises(TunixRtError, match="outside the run directory"):
+        package(project / RUN, project / "submission", root=project)
 
 
 def test_no_credentials_in_the_zip(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
