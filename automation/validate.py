@@ -70,8 +70,12 @@ def _short(text: str) -> str:
     return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 1] + "…"
 
 
-def schema_problems(doc: Any, schema: str, shown: str) -> list[Problem]:
-    """The schema's complaints about ``doc``, one :class:`Problem` each, in a stable order."""
+def schema_problems(doc: Any, schema: str, shown: str, redactor: Redactor | None = None) -> list[Problem]:
+    """The schema's complaints about ``doc``, one :class:`Problem` each, in a stable order. Messages
+    quote values, so they are redacted like everything else tunix-rt prints."""
+    from jsonschema.exceptions import best_match
+
+    redact = (redactor or Redactor()).redact
     out = []
     for err in _validator(schema).iter_errors(doc):
         where = ".".join(str(p) for p in err.absolute_path)
@@ -80,11 +84,9 @@ def schema_problems(doc: Any, schema: str, shown: str) -> list[Problem]:
                 if key not in err.instance:
                     out.append(Problem(shown, f"{where}.{key}" if where else key, "missing required field"))
             continue
-        if err.validator == "additionalProperties":
-            out.append(Problem(shown, where or "(root)", _short(err.message)))
-            continue
-        value = json.dumps(err.instance)[:40] if not isinstance(err.instance, (dict, list)) else "…"
-        out.append(Problem(shown, where or "(root)", _short(f"{value} fails {err.validator}: {err.message}")))
+        # For anyOf/oneOf the useful text is in the branch that came closest.
+        message = best_match(err.context).message if err.context else err.message
+        out.append(Problem(shown, where or "(root)", _short(redact(message))))
     return sorted(set(out), key=lambda p: (p.field, p.problem))
 
 
@@ -133,12 +135,12 @@ def validate_run_dir(run_dir: Path, *, redactor: Redactor | None = None) -> list
     summary = _load(run_dir / SUMMARY_FILE, s_shown, problems)
 
     if manifest is not None:
-        problems += schema_problems(manifest, MANIFEST_SCHEMA, m_shown)
+        problems += schema_problems(manifest, MANIFEST_SCHEMA, m_shown, redactor)
         problems += _scan_credentials(run_dir / MANIFEST_FILE, m_shown, redactor)
         problems += _run_version_problems(manifest, folder, m_shown)
         problems += _model_problems(run_dir, manifest, m_shown)
     if summary is not None:
-        problems += schema_problems(summary, SUMMARY_SCHEMA, s_shown)
+        problems += schema_problems(summary, SUMMARY_SCHEMA, s_shown, redactor)
         problems += _scan_credentials(run_dir / SUMMARY_FILE, s_shown, redactor)
         problems += _run_version_problems(summary, folder, s_shown)
         problems += _score_problems(summary, s_shown)

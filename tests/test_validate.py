@@ -67,7 +67,16 @@ def test_summary_missing_nested_field(run: Path) -> None:
 )
 def test_wrong_type_or_value(run: Path, file: str, mutate: Callable[[dict], None], field: str) -> None:
     edit(run / file, mutate)
-    one_problem(run, file, field, "fails")
+    one_problem(run, file, field, "")
+
+
+def test_schema_messages_are_specific_and_redacted(run: Path) -> None:
+    edit(run / SUMMARY_FILE, lambda d: d["metrics"].update(answer_correctness=75))
+    one_problem(run, SUMMARY_FILE, "metrics.answer_correctness", "75 is greater than the maximum of 1")
+    edit(run / MANIFEST_FILE, lambda d: d.update(commit_dirty="KGAT_0123456789abcdef"))
+    found = problems(run)
+    assert all("KGAT_0123456789abcdef" not in p for p in found)
+    one_problem(run, MANIFEST_FILE, "commit_dirty", "[REDACTED]")
 
 
 def test_unknown_field_rejected(run: Path) -> None:
@@ -93,13 +102,13 @@ def test_complete_run_needs_scores(run: Path) -> None:
         run / SUMMARY_FILE,
         lambda d: (d.update(primary_score=None), d["metrics"].update(answer_correctness=None)),
     )
-    one_problem(run, SUMMARY_FILE, "primary_score", "fails")
+    one_problem(run, SUMMARY_FILE, "primary_score", "None is not of type 'number'")
 
 
 def test_failed_run_needs_a_failure_message(run: Path) -> None:
     edit(run / MANIFEST_FILE, lambda d: d.update(status="failed"))
     edit(run / SUMMARY_FILE, lambda d: d.update(status="failed"))
-    one_problem(run, MANIFEST_FILE, "failure_message", "fails")
+    one_problem(run, MANIFEST_FILE, "failure_message", "None is not of type 'string'")
 
 
 @pytest.mark.parametrize("file", [MANIFEST_FILE, SUMMARY_FILE])
@@ -136,7 +145,7 @@ def test_kaggle_platform_needs_the_kaggle_block(tmp_path: Path) -> None:
         tmp_path / "m33_v1", platform="kaggle", model_id=GEMMA_MODEL, param_count=10**9
     )
     fill_evidence(run_dir, root=tmp_path)
-    one_problem(run_dir, MANIFEST_FILE, "kaggle", "fails")
+    one_problem(run_dir, MANIFEST_FILE, "kaggle", "None is not of type 'object'")
 
 
 def test_rehearsal_cannot_claim_gemma(run: Path) -> None:
