@@ -17,7 +17,6 @@ commit the evidence was filled at), or from the files' own timestamps.
 
 from __future__ import annotations
 
-import json
 import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -157,20 +156,26 @@ def _failure(state: dict[str, Any], result: dict[str, Any] | None, kernel_run: d
     return "; ".join(dict.fromkeys(reasons)) or None
 
 
-def _count_predictions(path: Path) -> tuple[int, int] | None:
-    """(lines, correct) of predictions.jsonl, or None when the file is absent or unreadable."""
+def _count_predictions(path: Path) -> int | None:
+    """Non-empty lines of predictions.jsonl, or None when the file is absent or unreadable."""
     if not path.is_file():
         return None
-    n = correct = 0
     try:
-        with open(path, encoding="utf-8") as fh:
-            for line in fh:
-                if line.strip():
-                    n += 1
-                    correct += bool(json.loads(line).get("correct"))
-    except (OSError, ValueError, AttributeError):
+        with open(path, "rb") as fh:
+            return sum(1 for line in fh if line.strip())
+    except OSError:
         return None
-    return n, correct
+
+
+def _redacted(obj: Any, redactor: Redactor) -> Any:
+    """``obj`` with every string redacted (commands and failure messages can quote anything)."""
+    if isinstance(obj, str):
+        return redactor.redact(obj)
+    if isinstance(obj, dict):
+        return {k: _redacted(v, redactor) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_redacted(v, redactor) for v in obj]
+    return obj
 
 
 def fill_evidence(run_dir: Path, *, failure: str | None = None, root: Path | None = None,
@@ -202,13 +207,15 @@ def fill_evidence(run_dir: Path, *, failure: str | None = None, root: Path | Non
     # The log first: it is kept whatever happened, and a failed run's log is the evidence that matters.
     raw_log = run_dir / state["raw_log"] if state.get("raw_log") else None
     log_path = run_dir / LOG_FILE
-    log_stats = convert_log(raw_log, log_path, redactor=Redactor(secrets))
+    redactor = Redactor(secrets)
+    log_stats = convert_log(raw_log, log_path, redactor=redactor)
 
     manifest = _manifest(run_dir, state, result, kernel_run, out_dir, status, failure_message, root)
     summary = _summary(run_dir, state, result, evals, out_dir, status, failure_message,
                        root or paths.project_root())
-    manifest_path = write_json_atomic(run_dir / MANIFEST_FILE, manifest)
-    summary_path = write_json_atomic(run_dir / SUMMARY_FILE, summary)
+    manifest_path = write_json_atomic(run_dir / MANIFEST_FILE, _redacted(manifest, redactor))
+    summary_path = write_json_atomic(run_dir / SUMMARY_FILE, _redacted(summary, redactor))
+    failure_message = redactor.redact(failure_message) if failure_message else None
     return Evidence(run_dir, manifest_path, summary_path, log_path, status, failure_message, log_stats)
 
 
@@ -323,7 +330,7 @@ def _summary(run_dir: Path, state: dict[str, Any], result: dict[str, Any] | None
         },
         "primary_score": ev.get("answer_correctness"),
         "n_items": ev.get("n_items"),
-        "n_predictions": counted[0] if counted else None,
+        "n_predictions": counted,
         "evaluated_at": _utc_iso(evaluated.stat().st_mtime) if evaluated.is_file() else None,
         "predictions_sha256": sha256_file(preds) if preds.is_file() else None,
     }

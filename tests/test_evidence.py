@@ -166,3 +166,14 @@ def test_extra_secrets_are_redacted(tmp_path: Path) -> None:
     run = write_finished_run(tmp_path / "m33_rehearsal", raw_log="token in use: client-only-secret-42\n")
     fill_evidence(run, root=tmp_path, secrets=["client-only-secret-42"])
     assert (run / LOG_FILE).read_text() == "token in use: [REDACTED]\n"
+
+
+def test_credentials_in_commands_and_failure_messages_are_redacted(tmp_path: Path) -> None:
+    run = write_finished_run(tmp_path / "m33_rehearsal", with_outputs=False)
+    state = load(run / "run_state.json")
+    state["command"] = "tunix-rt rehearse --token KGAT_0123456789abcdef"
+    (run / "run_state.json").write_text(json.dumps(state))
+    ev = fill_evidence(run, failure="push said: Authorization: Bearer abcdefghijklmnop1234", root=tmp_path)
+    text = (run / MANIFEST_FILE).read_text() + (run / SUMMARY_FILE).read_text() + str(ev.failure_message)
+    assert "KGAT_0123456789abcdef" not in text and "abcdefghijklmnop1234" not in text
+    assert validate_run_dir(run) == []
