@@ -27,13 +27,15 @@ COPY docker/ca/ /opt/tunix-rt/ca/
 
 # The kernel's pinned stack first, so that only a requirements change rebuilds the heavy layer. A venv keeps
 # pip away from a distro-managed Python (PEP 668); --system-site-packages keeps a Kaggle base's preinstalled
-# packages visible, so only missing pins get installed on top.
+# packages visible, so only missing pins get installed on top. A Python without ensurepip (Ubuntu-based
+# images) gets a venv without pip and installs with the base's own pip module, visible through the same flag.
 COPY kernel/requirements.txt /opt/tunix-rt/requirements.txt
 ARG PAPERMILL_VERSION=2.7.0
 ARG IPYKERNEL_VERSION=7.4.0
-RUN python3 -m venv --system-site-packages /opt/venv \
+RUN (python3 -m venv --system-site-packages /opt/venv \
+        || python3 -m venv --clear --without-pip --system-site-packages /opt/venv) \
     && if [ -f /opt/tunix-rt/ca/ca-certificates.crt ]; then export PIP_CERT=/opt/tunix-rt/ca/ca-certificates.crt; fi \
-    && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check \
+    && /opt/venv/bin/python -m pip install --no-cache-dir --disable-pip-version-check \
         -r /opt/tunix-rt/requirements.txt \
         "papermill==${PAPERMILL_VERSION}" "ipykernel==${IPYKERNEL_VERSION}" \
     && /opt/venv/bin/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3"
