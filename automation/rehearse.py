@@ -95,6 +95,8 @@ def rehearse(
     run_dir = Path(run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     chosen = choose_backend(backend, stream)
+    if chosen == "local" and (image or gpus or network != "none"):
+        _say(stream, "note: --image, --network and --gpus apply to the docker backend only; ignored")
     bundle = build_bundle(run_dir, mode=mode, config=config, dataset=dataset, eval_set=eval_set,
                           accelerator=ACCELERATOR)
     _say(stream, f"bundle: {bundle.notebook_path} ({bundle.size_bytes:,} bytes, sha256 {bundle.sha256})")

@@ -148,8 +148,8 @@ def test_every_command_parses_against_its_script(tmp_path: Path, mode: str, monk
     assert set(cmds) == {"DATASET_CHECK_CMDS", "TRAIN_CMD", "SMOKE_CMD", "FULL_CMD", "SCORE_CMD"}
 
     smoke = _parse(cmds["SMOKE_CMD"], monkeypatch, capsys)
-    assert (smoke.smoke_steps, smoke.device, smoke.output, smoke.dataset) == (2, "auto", "./output",
-                                                                              "dev-reasoning-v2-x10")
+    assert (smoke.smoke_steps, smoke.device, smoke.dataset) == (2, "auto", "dev-reasoning-v2-x10")
+    assert Path(smoke.output) == tmp_path / "work" / "output"  # the working dir's output/, absolute
     assert Path(smoke.config).is_file() and Path(smoke.eval_set).is_file()
     assert smoke.input_dir == "/kaggle/input"
     full = _parse(cmds["FULL_CMD"], monkeypatch, capsys)
