@@ -141,6 +141,7 @@ def _parse(cmd: list[Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captu
     pytest.fail(f"{script.name} did not parse its arguments")
 
 
+@pytest.mark.kernel  # importing train_jax's modules needs numpy (the training stack)
 @pytest.mark.parametrize("mode", ["smoke", "full"])
 def test_every_command_parses_against_its_script(tmp_path: Path, mode: str, monkeypatch: pytest.MonkeyPatch,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
