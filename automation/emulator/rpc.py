@@ -30,7 +30,7 @@ DEFAULT_PAGE_SIZE = 20  # the CLI's default
 MAX_PAGE_SIZE = 200  # Kaggle's documented maximum
 
 _OWNER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,49}$")
-_SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?$")
+_SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{3,48}[a-z0-9]$")  # 5-50 chars, as the client checks
 _VERSION_RE = re.compile(r"^v([1-9][0-9]*)$")
 
 Answer = tuple[int, dict[str, Any]]
@@ -172,7 +172,7 @@ class KernelsService:
             return f"Invalid kernel id {ref!r}: expected owner/slug."
         if not _OWNER_RE.match(owner) or not _SLUG_RE.match(slug):
             return (
-                f"Invalid kernel id {ref!r}: the slug must be 1-50 lowercase letters, digits or hyphens, "
+                f"Invalid kernel id {ref!r}: the slug must be 5-50 lowercase letters, digits or hyphens, "
                 "not starting or ending with a hyphen."
             )
         return owner, slug

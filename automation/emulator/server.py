@@ -258,7 +258,14 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Connection", "close")
+        # Chunked, as a real SSE front end answers: requests' iter_lines then sees each event at once.
+        self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
+
+        def chunk(data: bytes) -> None:
+            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            self.wfile.flush()
+
         sent = 0
         while True:
             finished = version.finished  # read before the file, so no entry written before the end is missed
@@ -271,12 +278,11 @@ class Handler(BaseHTTPRequestHandler):
             for line in complete[sent:]:
                 entry = line.strip().lstrip("[,").rstrip("]").strip()
                 if entry:
-                    self.wfile.write(f"data: {entry}\n\n".encode())
-            self.wfile.flush()
+                    chunk(f"data: {entry}\n\n".encode())
             sent = max(sent, len(complete))
             if finished or emu.stopping:
-                self.wfile.write(b"data: END_OF_LOG\n\n")
-                self.wfile.flush()
+                chunk(b"data: END_OF_LOG\n\n")
+                self.wfile.write(b"0\r\n\r\n")
                 return
             emu.sleep(0.2)
 

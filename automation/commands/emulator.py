@@ -1,0 +1,95 @@
+"""``tunix-rt emulator``: serve the local Kaggle kernels API emulator until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tunix_rt.errors import EXIT_OK, EXIT_USAGE, TunixRtError
+
+if TYPE_CHECKING:
+    from tunix_rt.emulator import Emulator
+
+
+def run(args: argparse.Namespace) -> int:
+    """Start the emulator, print how to point the kaggle client at it, serve until interrupted."""
+    from tunix_rt.emulator import AuthConfig, Emulator, FaultConfig
+
+    try:
+        faults = FaultConfig(
+            seed=args.seed, rate_429=args.rate_429, retry_after=args.retry_after, rate_5xx=args.rate_5xx,
+            rate_drop=args.rate_drop, latency=args.latency, stale_polls=args.stale_polls,
+            page_size_cap=args.page_size_cap,
+            url_ttl=getattr(args, "url_ttl", None),
+        )
+    except ValueError as exc:
+        raise TunixRtError(f"emulator faults: {exc}", EXIT_USAGE) from exc
+    # Flags below are optional extras of the parser (getattr: absent in an older parser).
+    tokens = dict(_token_pair(t) for t in getattr(args, "token", None) or [])
+    auth = AuthConfig(rejected_keys=frozenset(getattr(args, "reject_key", None) or []), tokens=tokens)
+    models = getattr(args, "known_model_source", None)
+    data_dir = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="tunix-rt-emulator-"))
+    emulator = Emulator(
+        data_dir, host=args.host, port=args.port, faults=faults, auth=auth, queue_seconds=args.queue_seconds,
+        known_model_sources=_model_sources(models) if models else None, log_to=sys.stderr,
+    )
+    try:
+        emulator.start()
+    except OSError as exc:
+        raise TunixRtError(f"emulator: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
+                           EXIT_USAGE) from exc
+    push_error = getattr(args, "push_error", None)
+    if push_error:
+        emulator.fail_next_pushes(push_error, times=1_000_000)
+    _print_banner(emulator, data_dir)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("\nstopping the emulator", file=sys.stderr)
+    finally:
+        emulator.stop()
+    return EXIT_OK
+
+
+def _print_banner(emulator: Emulator, data_dir: Path) -> None:
+    url = emulator.url
+    env = emulator.client_env(user="alice", key="emulator-key")
+    exports = "\n".join(f"  export {k}={v}" for k, v in env.items())
+    from tunix_rt.emulator import FaultConfig
+
+    defaults = FaultConfig().to_dict()
+    faults = {k: v for k, v in emulator.faults.config.to_dict().items() if v != defaults[k] or k == "seed"}
+    print(
+        f"Kaggle API emulator listening on {url}\n"
+        f"data folder: {data_dir}\n"
+        f"faults: {faults or 'none'}\n"
+        "Point the real kaggle client (or tunix-rt push/wait/pull/run) at it with:\n"
+        f"{exports}\n"
+        "(any username with a non-empty key is accepted; push kernels as <username>/<slug>)\n"
+        f"Change faults while it runs: curl -X POST {url}/_emulator/faults -d '{{\"rate_429\": 0.3}}'\n"
+        "Ctrl-C to stop.",
+        flush=True,
+    )
+
+
+def _token_pair(value: str) -> tuple[str, str]:
+    token, sep, user = value.partition(":")
+    if not sep or not token or not user:
+        raise TunixRtError(f"--token {value!r}: expected TOKEN:USER", EXIT_USAGE)
+    return token, user
+
+
+def _model_sources(values: list[str]) -> dict[str, Path | None]:
+    """``SOURCE`` or ``SOURCE=LOCAL_DIR`` (the folder is linked under the kernel's input/)."""
+    out: dict[str, Path | None] = {}
+    for value in values:
+        source, sep, folder = value.partition("=")
+        if sep and not Path(folder).is_dir():
+            raise TunixRtError(f"--known-model-source {value!r}: {folder} is not a folder", EXIT_USAGE)
+        out[source] = Path(folder) if sep else None
+    return out
