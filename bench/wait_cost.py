@@ -1,0 +1,327 @@
+"""Waiting cost: API calls and completion-detection lag of the real ``tunix-rt wait`` loop over long runs.
+
+    python bench/wait_cost.py [--runs 120] [--hours 9] [--queue-s 30] [--stream-drop-s 600] [--out DIR]
+
+The real :func:`tunix_rt.wait.wait` runs unchanged against a simulated clock: the ``time`` and ``threading``
+names of the wait module are swapped for a discrete-event clock (``time.time``/``monotonic``, the retry
+policy's ``sleep``, and ``Event.wait`` advance simulated time instead of sleeping), and the client it is
+given models a Kaggle session: QUEUED for ``--queue-s``, RUNNING, then COMPLETE at the finish time. The
+log-stream watcher still runs in a real thread; its stream blocks until the simulated clock reaches the
+session's end (or, in the "drops" scenario, until the connection drops every ``--stream-drop-s``). Nothing
+of the schedule is reimplemented here: intervals, caps, the stream wake-up and the counters are wait.py's.
+
+Scenarios (each over the same ``--runs`` finish times spread over 0–``--hours`` h, the last exactly at it):
+  * ``tunix-rt (log stream)``: the default — status polls plus the live log stream;
+  * ``tunix-rt (stream drops)``: the stream connection drops every ``--stream-drop-s`` seconds;
+  * ``tunix-rt (polling only)``: ``TUNIX_RT_LOG_STREAM=0`` (or a server without the stream);
+  * ``fixed 10 s`` / ``fixed 15 s``: what the GitHub actions do (one status call every N s), computed.
+Figures: calls for the full-length run, calls and lag (median, max) over all finish times. Goal (issue 5):
+≤ 540 calls over 9 h with completion seen ≤ 30 s after it happens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import sys
+import tempfile
+import threading
+import types
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from machine import median, out_arg, table, write_result
+
+GOAL_CALLS_9H = 540
+GOAL_LAG_S = 30.0
+T0 = 1_800_000_000.0  # simulated epoch of the push
+
+
+class SimClock:
+    """Simulated time; advancing it ends any log stream whose end time is passed (in order)."""
+
+    def __init__(self) -> None:
+        self.now = T0
+        self.streams: list[SimStream] = []
+
+    def next_stream(self, until: float) -> SimStream | None:
+        live = [s for s in self.streams if not s.released and s.end <= until]
+        return min(live, key=lambda s: s.end) if live else None
+
+    def advance(self, until: float, flag: SimEvent | None = None) -> bool:
+        """Move to ``until``, ending streams on the way; stop early (True) once ``flag`` is set."""
+        while (stream := self.next_stream(until)) is not None:
+            self.now = max(self.now, stream.end)
+            stream.release_and_join()
+            if flag is not None and flag.is_set():
+                return True
+        self.now = max(self.now, until)
+        return flag is not None and flag.is_set()
+
+    # the ``time`` module as wait.py uses it
+    def time(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.advance(self.now + seconds)
+
+
+class SimEvent:
+    """``threading.Event`` whose ``wait(timeout)`` advances the simulated clock instead of sleeping."""
+
+    clock: SimClock  # set on the subclass made per simulation
+
+    def __init__(self) -> None:
+        self._flag = False
+
+    def set(self) -> None:
+        self._flag = True
+
+    def clear(self) -> None:
+        self._flag = False
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if self._flag:
+            return True
+        return self.clock.advance(self.clock.now + (timeout or 0.0), flag=self)
+
+
+class SimThread:
+    """``threading.Thread`` that runs the target for real but returns from ``start`` only once the target
+    blocks on its simulated stream (or ends), so the simulation stays deterministic."""
+
+    clock: SimClock
+
+    def __init__(self, target: Any, name: str | None = None, daemon: bool | None = None) -> None:
+        self._thread = threading.Thread(target=target, name=name, daemon=True)
+
+    def start(self) -> None:
+        n_streams = len(self.clock.streams)
+        self._thread.start()
+        while self._thread.is_alive():
+            if len(self.clock.streams) > n_streams and self.clock.streams[-1].blocked.wait(0.001):
+                return
+            self._thread.join(0.0005)
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+
+@dataclass
+class SimStream:
+    """One log-stream connection: iterating it blocks until the clock releases it at ``end``."""
+
+    end: float
+    ends_session: bool  # True: END_OF_LOG (the session ended); False: the connection drops
+    released: bool = False
+    blocked: threading.Event = field(default_factory=threading.Event)
+    _go: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        self._thread = threading.current_thread()
+        self.blocked.set()
+        self._go.wait()
+        if not self.ends_session:
+            raise ConnectionError("simulated: the log stream connection dropped")
+        yield from ()
+
+    def release_and_join(self) -> None:
+        self.released = True
+        self._go.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+@dataclass
+class Session:
+    """A Kaggle session as the status API reports it."""
+
+    finish: float  # seconds after the push when the status turns COMPLETE
+    queue_s: float
+    stream_drop_s: float | None  # None: a stream holds until the session ends
+
+
+class SimClient:
+    """What wait.py needs of :class:`tunix_rt.kaggle_client.KaggleClient`, answering from a Session."""
+
+    def __init__(self, clock: SimClock, session: Session) -> None:
+        self.clock, self.session = clock, session
+        self.calls = 0
+        self.credentials = types.SimpleNamespace(secrets=())
+        self.policy = types.SimpleNamespace(sleep=clock.sleep)
+        self.complete_seen_at: float | None = None
+
+    def status(self, kernel_ref: str, version: int | None) -> tuple[str, str]:
+        self.calls += 1
+        t = self.clock.now - T0
+        if t < min(self.session.queue_s, self.session.finish / 2):
+            return "QUEUED", ""
+        if t < self.session.finish:
+            return "RUNNING", ""
+        if self.complete_seen_at is None:
+            self.complete_seen_at = t
+        return "COMPLETE", ""
+
+    def log_stream(self, kernel_ref: str, version: int) -> Iterator[dict[str, Any]]:
+        self.calls += 1
+        finish = T0 + self.session.finish
+        drop = self.session.stream_drop_s
+        end, ends_session = finish, True
+        if drop is not None and self.clock.now + drop < finish:
+            end, ends_session = self.clock.now + drop, False
+        stream = SimStream(max(end, self.clock.now), ends_session)
+        self.clock.streams.append(stream)
+        return iter(stream)
+
+
+class _QuietReporter:
+    """Collects wait.py's events instead of printing them (the Reporter interface it calls)."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    def add_secrets(self, secrets: tuple[str, ...]) -> None:
+        pass
+
+    def event(self, event: str, message: str = "", **fields: Any) -> None:
+        self.events.append(event)
+
+    def warn(self, message: str) -> None:
+        self.events.append("warning")
+
+    def status_line(self, text: str, key: str) -> None:
+        pass
+
+    def close_status(self) -> None:
+        pass
+
+
+def simulate(finish_s: float, *, queue_s: float, stream: bool, stream_drop_s: float | None,
+             poll_min: float | None = None, poll_max: float | None = None) -> dict[str, Any]:
+    """Drive the real ``wait()`` over one simulated session; return its calls and detection lag."""
+    from tunix_rt import runstate
+    from tunix_rt import wait as wait_mod
+
+    clock = SimClock()
+    event_cls = type("Event", (SimEvent,), {"clock": clock})
+    thread_cls = type("Thread", (SimThread,), {"clock": clock})
+    session = Session(finish_s, queue_s, stream_drop_s)
+    status_client = SimClient(clock, session)
+    stream_client = SimClient(clock, session)
+    base = wait_mod.WaitOptions()
+    opts = wait_mod.WaitOptions(timeout=None, poll_min=poll_min or base.poll_min,
+                                poll_max=poll_max or base.poll_max, stale_grace_s=base.stale_grace_s,
+                                log_stream=stream)
+    real_time, real_threading = wait_mod.time, wait_mod.threading
+    wait_mod.time = clock  # type: ignore[assignment]
+    wait_mod.threading = types.SimpleNamespace(Event=event_cls, Thread=thread_cls)  # type: ignore[assignment]
+    try:
+        with tempfile.TemporaryDirectory(prefix="tunix-rt-wait-bench-") as tmp:
+            run_dir = Path(tmp)
+            state = runstate.new_state(run_dir)
+            state["kaggle"] = {"kernel_ref": "bench/sim", "version_number": 1, "pushed_at_epoch": T0,
+                               "session_timeout_s": 9 * 3600 + 600}
+            runstate.save(run_dir, state)
+            reporter = _QuietReporter()
+            code = wait_mod.wait(run_dir, opts, lambda: status_client, reporter,  # type: ignore[arg-type]
+                                 (lambda: stream_client) if stream else None)
+            recorded_calls = runstate.load(run_dir)["kaggle"].get("wait_api_calls")
+    finally:
+        wait_mod.time, wait_mod.threading = real_time, real_threading
+        for s in clock.streams:  # never leave a watcher thread blocked
+            s.release_and_join()
+    seen = status_client.complete_seen_at
+    return {
+        "finish_s": finish_s, "exit_code": code,
+        "status_calls": status_client.calls, "stream_calls": stream_client.calls,
+        "calls": status_client.calls + stream_client.calls, "wait_recorded_calls": recorded_calls,
+        "lag_s": None if seen is None else seen - finish_s,
+        "log_stream_wakeups": reporter.events.count("log_stream_ended"),
+    }
+
+
+def fixed_interval(finish_s: float, every_s: float) -> dict[str, Any]:
+    """A fixed-interval poller (GitHub actions): a call at 0, N, 2N, …; the first at/after finish sees it."""
+    polls = math.ceil(finish_s / every_s)
+    return {"finish_s": finish_s, "calls": polls + 1, "lag_s": polls * every_s - finish_s}
+
+
+def finish_times(runs: int, hours: float, seed: int) -> list[float]:
+    """``runs`` finish times over (0, hours]: one per equal slice, jittered; the last exactly ``hours``."""
+    rng = random.Random(seed)
+    total = hours * 3600
+    width = total / runs
+    times = [min(total, (i + rng.random()) * width) for i in range(runs - 1)]
+    return [*times, total]
+
+
+def summarise(name: str, rows: list[dict[str, Any]], hours: float) -> dict[str, Any]:
+    full = max(rows, key=lambda r: r["finish_s"])
+    lags = [r["lag_s"] for r in rows if r["lag_s"] is not None]
+    per_hour = [r["calls"] / (r["finish_s"] / 3600) for r in rows if r["finish_s"] >= 3600]
+    return {
+        "scenario": name,
+        "calls_full_run": full["calls"],
+        "calls_median": median(r["calls"] for r in rows), "calls_max": max(r["calls"] for r in rows),
+        "calls_per_hour_median": median(per_hour),
+        "lag_median_s": median(lags), "lag_max_s": max(lags) if lags else None,
+        "undetected": sum(1 for r in rows if r["lag_s"] is None),
+        "goal_met": full["calls"] <= GOAL_CALLS_9H * hours / 9 and bool(lags) and max(lags) <= GOAL_LAG_S
+        and all(r["lag_s"] is not None for r in rows),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--runs", type=int, default=120, help="finish times to simulate (default 120)")
+    p.add_argument("--hours", type=float, default=9.0, help="longest run, hours (default 9)")
+    p.add_argument("--queue-s", type=float, default=30.0, help="seconds a session stays QUEUED (default 30)")
+    p.add_argument("--stream-drop-s", type=float, default=600.0,
+                   help="drops scenario: the log stream connection drops this often (default 600)")
+    p.add_argument("--seed", type=int, default=5, help="seed of the finish-time jitter")
+    out_arg(p)
+    args = p.parse_args(argv)
+    finishes = finish_times(args.runs, args.hours, args.seed)
+    scenarios: dict[str, list[dict[str, Any]]] = {
+        "tunix-rt (log stream)": [simulate(f, queue_s=args.queue_s, stream=True, stream_drop_s=None)
+                                  for f in finishes],
+        f"tunix-rt (stream drops every {args.stream_drop_s:g} s)": [
+            simulate(f, queue_s=args.queue_s, stream=True, stream_drop_s=args.stream_drop_s)
+            for f in finishes],
+        "tunix-rt (polling only)": [simulate(f, queue_s=args.queue_s, stream=False, stream_drop_s=None)
+                                    for f in finishes],
+        "fixed 10 s (GitHub actions)": [fixed_interval(f, 10) for f in finishes],
+        "fixed 15 s (GitHub actions)": [fixed_interval(f, 15) for f in finishes],
+    }
+    summary = [summarise(name, rows, args.hours) for name, rows in scenarios.items()]
+    print(f"{args.runs} finish times over 0-{args.hours:g} h (queue {args.queue_s:g} s); "
+          f"goal: <= {GOAL_CALLS_9H * args.hours / 9:.0f} calls for the {args.hours:g} h run, "
+          f"lag <= {GOAL_LAG_S:g} s")
+    print(table(["scenario", f"calls {args.hours:g} h", "calls/h med", "lag med s", "lag max s", "goal"],
+                [(s["scenario"], s["calls_full_run"], s["calls_per_hour_median"], s["lag_median_s"],
+                  s["lag_max_s"], "met" if s["goal_met"] else "MISSED") for s in summary]))
+    path = write_result(args.out, "wait_cost", {
+        "params": {"runs": args.runs, "hours": args.hours, "queue_s": args.queue_s,
+                   "stream_drop_s": args.stream_drop_s, "seed": args.seed},
+        "summary": summary,
+        "full_run_rows": {name: max(rows, key=lambda r: r["finish_s"]) for name, rows in scenarios.items()},
+    })
+    print(f"result: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
