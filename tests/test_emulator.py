@@ -465,3 +465,25 @@ def test_emulator_command_prints_env_and_stops_on_ctrl_c(tmp_path):
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
+
+
+def test_hang_fault_stalls_the_answer(kaggle_emulator):
+    kaggle_emulator.seed_version("alice", "kern-one")
+    kaggle_emulator.set_faults(hang_seconds=30)
+    kaggle_emulator.script_faults("GetKernelSessionStatus", "hang")
+    with pytest.raises(requests.Timeout):  # the SDK itself sets no timeout: callers need their own deadline
+        requests.post(kaggle_emulator.url + STATUS_RPC, json={"userName": "alice", "kernelSlug": "kern-one"},
+                      headers=_basic(), timeout=0.5)
+
+
+def test_download_faults_and_resume(kaggle_emulator, kaggle_api, tmp_path):
+    data = bytes(range(256)) * 12_000  # 3 MB: the client writes 1 MiB chunks, so half the body leaves 1
+    kaggle_emulator.seed_version("alice", "big-output", outputs={"output/model.bin": data})
+    kaggle_emulator.script_faults("blob", "500")
+    with pytest.raises(requests.HTTPError):
+        kaggle_api.kernels_output("alice/big-output", str(tmp_path / "a"))
+    kaggle_emulator.script_faults("blob", "drop_after")  # half the body, then the connection breaks
+    kaggle_api.kernels_output("alice/big-output", str(tmp_path / "b"))
+    assert (tmp_path / "b" / "output" / "model.bin").read_bytes() == data
+    blobs = kaggle_emulator.calls("blob")
+    assert [b.status for b in blobs][-2:] == [None, 206]  # the client resumed with a Range request

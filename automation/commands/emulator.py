@@ -36,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     emulator = Emulator(
         data_dir, host=args.host, port=args.port, faults=faults, auth=auth, queue_seconds=args.queue_seconds,
         known_model_sources=_model_sources(models) if models else None, log_to=sys.stderr,
+        session_timeout_s=getattr(args, "session_timeout", None),
     )
     try:
         emulator.start()

@@ -220,22 +220,40 @@ class Handler(BaseHTTPRequestHandler):
                 "application/xml",
             )
             return
-        if drop_after:
-            raise _Dropped
-        data, mtime = found
+        source, size, mtime = found
         headers = {
             "Last-Modified": formatdate(mtime, usegmt=True),
             "Accept-Ranges": "bytes",
-            "ETag": f'"{emu.store.blob_token(version, parsed[3], None)[-16:]}-{len(data)}"',
+            "ETag": f'"{int(mtime * 1e6):x}-{size:x}"',
         }
-        start = _range_start(self.headers.get("Range"), len(data))
+        start = _range_start(self.headers.get("Range"), size)
+        if_range = self.headers.get("If-Range")
+        if if_range and if_range not in (headers["ETag"], headers["Last-Modified"]):
+            start = 0  # the object changed since the partial download: send it whole
+        status = 206 if start else 200
         if start:
-            headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
-            rec.status = 206
-            self._send(206, data[start:], "application/octet-stream", headers)
-            return
-        rec.status = 200
-        self._send(200, data, "application/octet-stream", headers)
+            headers["Content-Range"] = f"bytes {start}-{size - 1}/{size}"
+        self.send_response(status)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(size - start))
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        # drop_after on a download: half the body arrives, then the connection breaks (a resumable failure).
+        stop_at = start + (size - start) // 2 if drop_after else size
+        if isinstance(source, bytes):
+            self.wfile.write(source[start:stop_at])
+        else:
+            with open(source, "rb") as fh:  # streamed: outputs can be checkpoints of many GB
+                fh.seek(start)
+                left = stop_at - start
+                while left > 0 and (block := fh.read(min(left, 1 << 20))):
+                    self.wfile.write(block)
+                    left -= len(block)
+        if drop_after:
+            self.wfile.flush()
+            raise _Dropped
+        rec.status = status
 
     def _log_stream(self, rec: RecordedRequest, params: tuple[str, ...], drop_after: bool) -> None:
         emu = self.server.emulator

@@ -231,21 +231,24 @@ class Store:
         key = base64.urlsafe_b64encode(name.encode()).decode().rstrip("=") or "_"
         return version.dir / "extra_outputs" / key
 
-    def read_output(self, version: Version, name: str) -> tuple[bytes, float] | None:
-        """(content, mtime) of an output entry; a link's content is its target path (never followed,
-        so nothing outside the working folder is ever served)."""
+    def read_output(self, version: Version, name: str) -> tuple[Path | bytes, int, float] | None:
+        """(file path or content, size, mtime) of an output entry. A link's content is its target path:
+        links are never followed, so nothing outside the working folder is ever served."""
         if name in version.extra_outputs:
             path = self._extra_path(version, name)
-            return path.read_bytes(), path.stat().st_mtime
+            st = path.stat()
+            return path, st.st_size, st.st_mtime
         if name not in self.output_names(version):
             return None
         path = version.working_dir / name
         if path.is_symlink():
-            return os.readlink(path).encode(), path.lstat().st_mtime
+            target = os.readlink(path).encode()
+            return target, len(target), path.lstat().st_mtime
         real_root = os.path.realpath(version.working_dir)
         if os.path.commonpath([real_root, os.path.realpath(path)]) != real_root or not path.is_file():
             return None
-        return path.read_bytes(), path.stat().st_mtime
+        st = path.stat()
+        return path, st.st_size, st.st_mtime
 
     # ---- blob URLs -------------------------------------------------------------------------------
 
