@@ -7,7 +7,8 @@ names of the wait module are swapped for a discrete-event clock (``time.time``/`
 policy's ``sleep``, and ``Event.wait`` advance simulated time instead of sleeping), and the client it is
 given models a Kaggle session: QUEUED for ``--queue-s``, RUNNING, then COMPLETE at the finish time. The
 log-stream watcher still runs in a real thread; its stream blocks until the simulated clock reaches the
-session's end (or, in the "drops" scenario, until the connection drops every ``--stream-drop-s``). Nothing
+session's end (``--log-end-lead-s`` before the status turns COMPLETE), or in the "drops" scenario until
+the connection drops every ``--stream-drop-s``. Nothing
 of the schedule is reimplemented here: intervals, caps, the stream wake-up and the counters are wait.py's.
 
 Scenarios (each over the same ``--runs`` finish times spread over 0–``--hours`` h, the last exactly at it):
@@ -152,6 +153,7 @@ class Session:
     finish: float  # seconds after the push when the status turns COMPLETE
     queue_s: float
     stream_drop_s: float | None  # None: a stream holds until the session ends
+    log_end_lead_s: float = 0.0  # the log stream ends this long before the status turns COMPLETE
 
 
 class SimClient:
@@ -166,18 +168,18 @@ class SimClient:
 
     def status(self, kernel_ref: str, version: int | None) -> tuple[str, str]:
         self.calls += 1
-        t = self.clock.now - T0
-        if t < min(self.session.queue_s, self.session.finish / 2):
+        now = self.clock.now  # compared in absolute simulated time (T0 + x - T0 != x in floating point)
+        if now < T0 + min(self.session.queue_s, self.session.finish / 2):
             return "QUEUED", ""
-        if t < self.session.finish:
+        if now < T0 + self.session.finish:
             return "RUNNING", ""
         if self.complete_seen_at is None:
-            self.complete_seen_at = t
+            self.complete_seen_at = now - T0
         return "COMPLETE", ""
 
     def log_stream(self, kernel_ref: str, version: int) -> Iterator[dict[str, Any]]:
         self.calls += 1
-        finish = T0 + self.session.finish
+        finish = T0 + max(0.0, self.session.finish - self.session.log_end_lead_s)
         drop = self.session.stream_drop_s
         end, ends_session = finish, True
         if drop is not None and self.clock.now + drop < finish:
@@ -210,7 +212,8 @@ class _QuietReporter:
 
 
 def simulate(finish_s: float, *, queue_s: float, stream: bool, stream_drop_s: float | None,
-             poll_min: float | None = None, poll_max: float | None = None) -> dict[str, Any]:
+             log_end_lead_s: float = 0.0, poll_min: float | None = None,
+             poll_max: float | None = None) -> dict[str, Any]:
     """Drive the real ``wait()`` over one simulated session; return its calls and detection lag."""
     from tunix_rt import runstate
     from tunix_rt import wait as wait_mod
@@ -218,7 +221,7 @@ def simulate(finish_s: float, *, queue_s: float, stream: bool, stream_drop_s: fl
     clock = SimClock()
     event_cls = type("Event", (SimEvent,), {"clock": clock})
     thread_cls = type("Thread", (SimThread,), {"clock": clock})
-    session = Session(finish_s, queue_s, stream_drop_s)
+    session = Session(finish_s, queue_s, stream_drop_s, log_end_lead_s)
     status_client = SimClient(clock, session)
     stream_client = SimClient(clock, session)
     base = wait_mod.WaitOptions()
@@ -291,16 +294,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--queue-s", type=float, default=30.0, help="seconds a session stays QUEUED (default 30)")
     p.add_argument("--stream-drop-s", type=float, default=600.0,
                    help="drops scenario: the log stream connection drops this often (default 600)")
+    p.add_argument("--log-end-lead-s", type=float, default=2.0,
+                   help="the log stream ends this long before the status turns COMPLETE (default 2)")
     p.add_argument("--seed", type=int, default=5, help="seed of the finish-time jitter")
     out_arg(p)
     args = p.parse_args(argv)
     finishes = finish_times(args.runs, args.hours, args.seed)
     scenarios: dict[str, list[dict[str, Any]]] = {
-        "tunix-rt (log stream)": [simulate(f, queue_s=args.queue_s, stream=True, stream_drop_s=None)
-                                  for f in finishes],
+        "tunix-rt (log stream)": [simulate(f, queue_s=args.queue_s, stream=True, stream_drop_s=None,
+                                           log_end_lead_s=args.log_end_lead_s) for f in finishes],
         f"tunix-rt (stream drops every {args.stream_drop_s:g} s)": [
-            simulate(f, queue_s=args.queue_s, stream=True, stream_drop_s=args.stream_drop_s)
-            for f in finishes],
+            simulate(f, queue_s=args.queue_s, stream=True, stream_drop_s=args.stream_drop_s,
+                     log_end_lead_s=args.log_end_lead_s) for f in finishes],
         "tunix-rt (polling only)": [simulate(f, queue_s=args.queue_s, stream=False, stream_drop_s=None)
                                     for f in finishes],
         "fixed 10 s (GitHub actions)": [fixed_interval(f, 10) for f in finishes],
@@ -315,7 +320,8 @@ def main(argv: list[str] | None = None) -> int:
                   s["lag_max_s"], "met" if s["goal_met"] else "MISSED") for s in summary]))
     path = write_result(args.out, "wait_cost", {
         "params": {"runs": args.runs, "hours": args.hours, "queue_s": args.queue_s,
-                   "stream_drop_s": args.stream_drop_s, "seed": args.seed},
+                   "stream_drop_s": args.stream_drop_s, "log_end_lead_s": args.log_end_lead_s,
+                   "seed": args.seed},
         "summary": summary,
         "full_run_rows": {name: max(rows, key=lambda r: r["finish_s"]) for name, rows in scenarios.items()},
     })
