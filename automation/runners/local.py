@@ -101,12 +101,17 @@ def run_local(bundle_dir: Path, run_dir: Path, *, stream: TextIO | None = sys.st
                         stream.write(line)
                         stream.flush()
             except KeyboardInterrupt:
+                # papermill got the same Ctrl-C (one process group) and shuts its kernel down; give it a
+                # moment, then make sure it is gone.
                 _say(stream, "local: interrupted; stopping papermill")
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+                for stop, grace in ((None, 15), (proc.terminate, 5), (proc.kill, None)):
+                    if stop is not None:
+                        stop()
+                    try:
+                        proc.wait(timeout=grace)
+                        break
+                    except subprocess.TimeoutExpired:
+                        continue
                 raise
         exit_code = proc.returncode
     finally:
