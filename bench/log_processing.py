@@ -104,7 +104,8 @@ def generate_log(path: Path, size_bytes: int, seed: int = 0, secret_every: int =
         for stream, data in chunk:
             # stderr can arrive a little before the stdout line already written (a separate pipe)
             late = stream == "stderr" and rng.random() < 0.2
-            dt = rng.uniform(-0.004, 0.001) if late else rng.uniform(0, 0.05)
+            # ~5 ms apart on average: 1 GB (~6M records) spans about 9 hours, a Kaggle session's limit
+            dt = rng.uniform(-0.004, 0.001) if late else rng.uniform(0, 0.0104)
             pattern.append((stream, data, dt))
             size += len(data) + 50
     n = 0
