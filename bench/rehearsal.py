@@ -9,12 +9,13 @@ exactly ``tunix-rt rehearse --backend B --mode smoke --run-dir DIR`` in a subpro
 * the kernel's ``output/run_result.json`` ``timings_s``: JAX/Tunix import, data, model init, compile (JIT +
   first step), train steps, generation, scoring;
 * papermill's per-cell durations in the executed notebook (``outputs/__notebook__.ipynb``): the training
-  cell minus ``timings_s.total`` is the training process's interpreter start and input checks; the other
-  cells (dataset check, re-scoring CLI, summary) are "other notebook cells";
+  cell minus ``timings_s.total`` is the training process's interpreter start and exit and its input
+  checks; the other cells (dataset check, re-scoring CLI, summary) are "other notebook cells";
 * the runner's wall time (run_state ``stages.rehearse.wall_s``) minus all cells: papermill, the Jupyter
   kernel's start/stop and, for Docker, the container's start and stop;
 * the command's own wall time minus the runner's: tunix-rt start-up, bundle, evidence and validation. Bundle
-  and evidence+validation are timed again in-process on the finished run directory to split that share.
+  and evidence+validation are timed again, with their imports, in a fresh interpreter on the finished run
+  directory to split that share; the rest is the CLI's start and the runner's set-up and clean-up.
 
 Variants: ``local``, ``docker`` (needs a daemon: ``eval "$(docker/start_dockerd.sh)"``, and without a
 registry ``TUNIX_RT_BASE_IMAGE=tunix-rt/debian:bookworm``), and ``local+nocache`` / ``docker+nocache`` with
@@ -41,9 +42,9 @@ GOAL_LOCAL_S = 20.0
 GOAL_DOCKER_EXTRA_S = 2.0
 TRAIN_PHASES = ("import", "data", "model_init", "compile", "train", "generate", "score", "checkpoint")
 PHASES = (
-    "tunix-rt start-up (rest)", "bundle", "papermill + kernel/container start/stop", "other notebook cells",
-    "train_jax: interpreter + input checks", *(f"train_jax: {p}" for p in TRAIN_PHASES),
-    "evidence + validate",
+    "tunix-rt CLI start, runner set-up (rest)", "bundle", "papermill + kernel/container start/stop",
+    "other notebook cells", "train_jax: interpreter start/exit, input checks",
+    *(f"train_jax: {p}" for p in TRAIN_PHASES), "evidence + validate",
 )
 # variant -> (backend, extra environment)
 VARIANTS: dict[str, tuple[str, dict[str, str]]] = {
@@ -71,23 +72,35 @@ def _cells(run_dir: Path) -> tuple[float, float | None, float]:
     return total, train, total - (train or 0.0)
 
 
-def _in_process_costs(run_dir: Path) -> tuple[float, float]:
-    """(bundle build, evidence + validation) of this run, timed in this process (modules already loaded)."""
-    from tunix_rt.bundle import build_bundle
-    from tunix_rt.evidence import fill_evidence
-    from tunix_rt.validate import validate_run_dir
+_STAGE_CHILD = r"""
+import sys, time
+from pathlib import Path
+run_dir, scratch = Path(sys.argv[1]), Path(sys.argv[2])
+t0 = time.perf_counter()
+from tunix_rt.bundle import build_bundle
+build_bundle(scratch / run_dir.name, mode="smoke", accelerator="cpu")
+t1 = time.perf_counter()
+from tunix_rt.evidence import fill_evidence
+from tunix_rt.validate import validate_run_dir
+fill_evidence(run_dir)
+problems = validate_run_dir(run_dir)
+t2 = time.perf_counter()
+print(t1 - t0, t2 - t1, len(problems))
+"""
 
+
+def _stage_costs(run_dir: Path) -> tuple[float, float]:
+    """(bundle build, evidence + validation) of this run, each timed with its imports as the command pays
+    them, in a fresh interpreter (the bundle goes to a scratch folder; the evidence is rewritten in place)."""
     with tempfile.TemporaryDirectory(prefix="tunix-rt-bench-bundle-") as tmp:
-        t0 = time.perf_counter()
-        build_bundle(Path(tmp) / run_dir.name, mode="smoke", accelerator="cpu")
-        bundle_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    fill_evidence(run_dir)
-    problems = validate_run_dir(run_dir)
-    evidence_s = time.perf_counter() - t0
-    if problems:
-        raise SystemExit(f"rehearsal: {run_dir}: invalid evidence: {problems[:3]}")
-    return bundle_s, evidence_s
+        proc = subprocess.run([sys.executable, "-c", _STAGE_CHILD, str(run_dir), tmp], capture_output=True,
+                              text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"rehearsal: timing bundle/evidence failed: {proc.stderr[-800:]}")
+    bundle_s, evidence_s, problems = proc.stdout.split()
+    if int(problems):
+        raise SystemExit(f"rehearsal: {run_dir}: invalid evidence after the run")
+    return float(bundle_s), float(evidence_s)
 
 
 def run_once(variant: str, run_dir: Path) -> dict[str, Any]:
@@ -106,13 +119,13 @@ def run_once(variant: str, run_dir: Path) -> dict[str, Any]:
     result = json.loads((run_dir / "outputs" / "output" / "run_result.json").read_text(encoding="utf-8"))
     tm = result["timings_s"]
     cells_s, train_cell_s, other_cells_s = _cells(run_dir)
-    bundle_s, evidence_s = _in_process_costs(run_dir)
+    bundle_s, evidence_s = _stage_costs(run_dir)
     phases = {
-        "tunix-rt start-up (rest)": max(0.0, wall - runner_s - bundle_s - evidence_s),
+        "tunix-rt CLI start, runner set-up (rest)": max(0.0, wall - runner_s - bundle_s - evidence_s),
         "bundle": bundle_s,
         "papermill + kernel/container start/stop": runner_s - cells_s,
         "other notebook cells": other_cells_s,
-        "train_jax: interpreter + input checks": (train_cell_s or 0.0) - (tm.get("total") or 0.0),
+        "train_jax: interpreter start/exit, input checks": (train_cell_s or 0.0) - (tm.get("total") or 0.0),
         **{f"train_jax: {p}": float(tm.get(p) or 0.0) for p in TRAIN_PHASES},
         "evidence + validate": evidence_s,
     }
