@@ -1,0 +1,282 @@
+"""One training run, end to end: check inputs → data → model → Tunix SFT → checkpoint → greedy eval → files.
+
+Called by ``training/train_jax.py`` (the thin entry script). Exit codes: 0 done; 2 bad input (flags, config,
+dataset key, eval file, model files), one line on stderr and nothing written; 1 a failure during the run,
+recorded in ``run_result.json`` (status "failed" + error). Every number written is measured in this run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import time
+import traceback
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from .batches import SequenceTooLongError
+from .config import ConfigError, LoadedConfig, TrainConfig, load_config
+from .datasets import Dataset, DatasetError, load_dataset
+from .devices import DEVICE_CHOICES, DeviceError, make_mesh, select_platform
+from .evalset import EvalSetError, eval_set_sha256, load_eval_set
+from .model import ModelSourceError, find_weights_dir
+from .report import round_or_none, run_result, versions, write_json, write_jsonl
+from .tokenizer import TokenizerError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+TRAINING_DIR = Path(__file__).resolve().parent
+PROG = "train_jax"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="train_jax.py",
+        description="Fine-tune a Gemma 3 model with Tunix on a reasoning dataset, predict greedily on an "
+                    "eval set and score it. Writes metrics.jsonl, predictions.jsonl, eval_results.json and "
+                    "run_result.json into --output.",
+    )
+    p.add_argument("--config", required=True, metavar="PATH", help="training config YAML")
+    p.add_argument("--output", required=True, metavar="DIR", help="folder for the run's output files")
+    p.add_argument("--dataset", metavar="KEY", help="dataset key (default: the config's data.dataset)")
+    p.add_argument("--eval_set", metavar="PATH", help="eval set JSONL (default: the config's data.eval_set)")
+    p.add_argument("--device", choices=DEVICE_CHOICES, default="auto",
+                   help="accelerator JAX must use (default: auto = what JAX finds)")
+    p.add_argument("--smoke_steps", type=int, metavar="N",
+                   help="smoke mode: train N steps, skip the checkpoint")
+    p.add_argument("--max_steps", type=int, metavar="N", help="full mode: override training.max_steps")
+    p.add_argument("--seed", type=int, metavar="N", help="override training.seed")
+    p.add_argument("--model_dir", metavar="DIR",
+                   help="folder of HF *.safetensors + tokenizer (overrides model.weights_glob)")
+    p.add_argument("--input_dir", metavar="DIR",
+                   default=os.environ.get("TUNIX_RT_INPUT_DIR", "/kaggle/input"),
+                   help="where model.weights_glob is searched ($TUNIX_RT_INPUT_DIR, else /kaggle/input)")
+    return p
+
+
+@dataclass
+class Inputs:
+    """Everything validated before the first file is written."""
+
+    loaded: LoadedConfig
+    cfg: TrainConfig
+    dataset: Dataset
+    eval_path: Path
+    eval_items: list[dict[str, Any]]
+    weights_dir: Path | None
+    mode: str  # "smoke" | "full"
+    steps: int
+
+
+def _display_path(path: Path) -> str:
+    """A path as the user would type it: relative to the current folder when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path.resolve())
+
+
+def check_inputs(args: argparse.Namespace) -> Inputs:
+    """Validate flags, config, dataset, eval set and model files (cheap; no JAX). Raises a one-line error."""
+    for flag in ("smoke_steps", "max_steps"):
+        value = getattr(args, flag)
+        if value is not None and value <= 0:
+            raise ConfigError(f"--{flag}: expected a positive number of steps, got {value}")
+    if args.smoke_steps is not None and args.max_steps is not None:
+        raise ConfigError("--smoke_steps and --max_steps are exclusive (smoke or full mode)")
+    loaded = load_config(args.config)
+    cfg = loaded.config
+    data = replace(cfg.data, dataset=args.dataset or cfg.data.dataset)
+    training = replace(cfg.training,
+                       max_steps=args.max_steps or cfg.training.max_steps,
+                       seed=cfg.training.seed if args.seed is None else args.seed)
+    cfg = replace(cfg, data=data, training=training)
+    dataset = load_dataset(cfg.data.dataset)
+    if args.eval_set:
+        eval_path = Path(args.eval_set)
+    else:
+        eval_path = Path(cfg.data.eval_set)
+        eval_path = eval_path if eval_path.is_absolute() else TRAINING_DIR / eval_path
+    eval_items = load_eval_set(eval_path)
+    weights_dir = find_weights_dir(cfg.model, args.model_dir, args.input_dir)
+    mode = "smoke" if args.smoke_steps is not None else "full"
+    steps = args.smoke_steps if mode == "smoke" else cfg.training.max_steps
+    return Inputs(loaded, cfg, dataset, eval_path, eval_items, weights_dir, mode, steps)
+
+
+class Run:
+    """State of one run, so a failure at any phase still reports what was measured up to it."""
+
+    def __init__(self, args: argparse.Namespace, inputs: Inputs, t_start: float) -> None:
+        self.args, self.inputs, self.t_start = args, inputs, t_start
+        self.output = Path(args.output)
+        self.timings: dict[str, float | None] = dict.fromkeys(
+            ("import", "data", "model_init", "compile", "train", "generate", "score", "checkpoint", "total"))
+        self.fields: dict[str, Any] = {}
+
+    def _phase(self, name: str, t0: float) -> float:
+        now = time.perf_counter()
+        self.timings[name] = round(now - t0, 3)
+        return now
+
+    def result(self, status: str, error: str | None) -> dict[str, Any]:
+        self.timings["total"] = round(time.perf_counter() - self.t_start, 3)
+        inp = self.inputs
+        return run_result(
+            status=status,
+            error=error,
+            mode=inp.mode,
+            command=shlex.join(["python", *sys.argv]),
+            config={"name": inp.cfg.name, "path": _display_path(inp.loaded.path),
+                    "sha256": inp.loaded.sha256},
+            dataset={"name": inp.dataset.name, "sha256": inp.dataset.sha256,
+                     "n_traces": inp.dataset.n_traces},
+            eval_set={"path": _display_path(inp.eval_path), "sha256": eval_set_sha256(inp.eval_path),
+                      "n_items": len(inp.eval_items)},
+            versions=versions(),
+            timings_s=dict(self.timings),
+            **self.fields,
+        )
+
+    def prepare(self) -> None:
+        """Import the stack, build the mesh, tokenize the data and the model spec. Anything wrong here is bad
+        input (device, tokenizer, lengths, preset): the caller exits 2 without writing a file."""
+        cfg, inp = self.inputs.cfg, self.inputs
+        t = time.perf_counter()
+        import jax  # noqa: F401  (timed: the JAX/Flax/Tunix import is a phase of its own)
+        import tunix.sft.peft_trainer  # noqa: F401
+
+        from . import batches as batches_lib
+        from . import model as model_lib
+        from .tokenizer import load_tokenizer
+
+        t = self._phase("import", t)
+        self.mesh, dev = make_mesh(cfg.mesh, self.args.device)
+        self.fields["devices"] = dev.as_json()
+        self.fsdp = dev.fsdp
+        if cfg.training.batch_size % dev.fsdp or cfg.generation.batch_size % dev.fsdp:
+            raise DeviceError(f"training.batch_size {cfg.training.batch_size} and generation.batch_size "
+                              f"{cfg.generation.batch_size} must divide by the fsdp axis ({dev.fsdp})")
+        self.tokenizer = load_tokenizer(inp.weights_dir if cfg.model.tokenizer == "model_dir" else None)
+        self.data = batches_lib.tokenize_records(inp.dataset.records, self.tokenizer, cfg.data.seq_len)
+        self.order = batches_lib.batch_order(self.data.count, cfg.training.batch_size, inp.steps,
+                                             cfg.training.seed)
+        self.step_tokens = batches_lib.step_tokens(self.data, self.order)
+        self.spec = model_lib.model_spec(cfg.model, len(self.tokenizer))
+        self._phase("data", t)
+
+    def execute(self) -> None:
+        """Model, training, checkpoint, generation, scoring; fills self.fields/self.timings as it goes."""
+        cfg, inp = self.inputs.cfg, self.inputs
+        from . import batches as batches_lib
+        from . import generate as generate_lib
+        from . import model as model_lib
+        from . import sft
+        from .scoring import build_prediction, score
+
+        mesh, tokenizer, data, spec = self.mesh, self.tokenizer, self.data, self.spec
+        t = time.perf_counter()
+        model = model_lib.build_model(spec, mesh, inp.weights_dir, cfg.training.seed)
+        if cfg.lora.enabled:
+            model = model_lib.apply_lora(model, cfg.lora, mesh, self.fsdp, cfg.training.seed)
+        total, trainable = model_lib.param_counts(model, cfg.lora.enabled)
+        self.fields["model"] = {
+            "id": cfg.model.id,
+            "family": cfg.model.family,
+            "source": cfg.model.source,
+            "weights_path": str(inp.weights_dir) if inp.weights_dir else None,
+            "finetune": "lora" if cfg.lora.enabled else "full",
+            "lora_rank": cfg.lora.rank if cfg.lora.enabled else None,
+            "param_count": total,
+            "trainable_param_count": trainable,
+            "dtype": cfg.model.dtype,
+        }
+        t = self._phase("model_init", t)
+
+        stats, trainer = sft.run_sft(
+            model, mesh, batches_lib.training_inputs(data, self.order), self.step_tokens, cfg.training,
+            inp.steps, self.output / "metrics.jsonl", batches_lib.model_inputs_fn(data.pad_id))
+        self.timings["compile"] = round(stats.first_step_s, 3)  # JIT compile + the first step
+        self.timings["train"] = round(stats.train_s - stats.first_step_s, 3)
+        self.fields["training"] = {
+            "steps": stats.steps,
+            "max_steps": inp.steps,
+            "batch_size": cfg.training.batch_size,
+            "seq_len": cfg.data.seq_len,
+            "first_loss": round_or_none(stats.first_loss),
+            "final_loss": round_or_none(stats.final_loss),
+            "loss_drop": round_or_none(stats.loss_drop),
+            "tokens_trained": stats.tokens_trained,
+            "tokens_per_second": round_or_none(stats.tokens_per_second, 1),
+            "step_time_s": round_or_none(stats.step_time_s, 5),
+        }
+        if stats.steps != inp.steps:
+            raise RuntimeError(f"training stopped after {stats.steps} of {inp.steps} steps")
+        t = time.perf_counter()
+
+        if inp.mode == "full" and cfg.checkpoint.enabled:
+            saved = sft.save_checkpoint(trainer, self.output / "checkpoint", stats.steps, cfg.lora.enabled)
+            self.fields["checkpoint"] = {**saved, "path": "checkpoint"}  # relative to --output
+            t = self._phase("checkpoint", t)
+
+        raw = generate_lib.generate(trainer.model, tokenizer, spec.tunix_config, mesh,
+                                    [item["prompt"] for item in inp.eval_items], cfg.generation)
+        t = self._phase("generate", t)
+
+        predictions = [build_prediction(item, text) for item, text in zip(inp.eval_items, raw, strict=True)]
+        results = score(predictions, inp.eval_items, eval_set=inp.eval_path.name,
+                        eval_set_sha256=eval_set_sha256(inp.eval_path))
+        write_jsonl(self.output / "predictions.jsonl", predictions)
+        write_json(self.output / "eval_results.json", results)
+        keys = ("answer_correctness", "format_compliance", "n_items", "n_correct", "n_well_formed")
+        self.fields["eval"] = {k: results[k] for k in keys}
+        self._phase("score", t)
+
+
+def _say(message: str) -> None:
+    print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse flags, validate inputs (exit 2), run (exit 1 on failure, with run_result.json), exit 0."""
+    t_start = time.perf_counter()
+    args = build_parser().parse_args(argv)
+    select_platform(args.device)  # before anything imports jax
+    # transformers serves only tokenizers here; its "PyTorch was not found" advice is noise on stderr.
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    try:
+        inputs = check_inputs(args)
+    except (ConfigError, DatasetError, EvalSetError, ModelSourceError) as exc:
+        _say(f"error: {' '.join(str(exc).split())}")
+        return EXIT_USAGE
+
+    run = Run(args, inputs, t_start)
+    try:
+        run.prepare()
+    except (ConfigError, DeviceError, TokenizerError, SequenceTooLongError) as exc:
+        _say(f"error: {' '.join(str(exc).split())}")
+        return EXIT_USAGE
+
+    output = Path(args.output)
+    try:
+        run.execute()
+    except Exception as exc:  # the one boundary: any failure is recorded in run_result.json, exit 1
+        status, error = "failed", " ".join(f"{type(exc).__name__}: {exc}".split())
+        traceback.print_exc()
+    except KeyboardInterrupt:
+        status, error = "failed", "interrupted"
+    else:
+        status, error = "complete", None
+    result = run.result(status, error)
+    write_json(output / "run_result.json", result)
+    if status != "complete":
+        _say(f"error: {error[:500]}")
+        return EXIT_FAILED
+    tr, ev = result["training"], result["eval"]
+    _say(f"{inputs.mode} run of {inputs.cfg.model.id} on {result['devices']['count']} "
+         f"{result['devices']['platform']} device(s): {tr['steps']} steps, loss {tr['first_loss']:.3f} -> "
+         f"{tr['final_loss']:.3f}, format_compliance {ev['format_compliance']:.2f}, answer_correctness "
+         f"{ev['answer_correctness']:.2f}, {result['timings_s']['total']:.1f} s -> {output}")
+    return EXIT_OK
