@@ -114,6 +114,21 @@ def test_bad_input_one_line_exit_2_nothing_written(tmp_path: Path, change: list[
     assert not (tmp_path / "out").exists()
 
 
+def test_failure_during_the_run_is_recorded_exit_1(tmp_path: Path) -> None:
+    raw = yaml.safe_load((TRAINING / "configs" / "sft_tiny.yaml").read_text(encoding="utf-8"))
+    raw["lora"] = {"enabled": True, "rank": 4, "alpha": 8.0, "module_path": "no_such_module"}
+    config = tmp_path / "lora_nomatch.yaml"
+    config.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    out = tmp_path / "out"
+    proc = _run(["training/train_jax.py", "--config", str(config), "--output", str(out), "--device", "cpu",
+                 "--smoke_steps", "1"], cwd=ROOT)
+    assert proc.returncode == 1
+    result = json.loads((out / "run_result.json").read_text(encoding="utf-8"))
+    assert result["status"] == "failed" and "lora.module_path" in result["error"]
+    assert result["training"] is None and result["eval"] is None
+    assert result["devices"]["platform"] == "cpu" and result["timings_s"]["import"] is not None
+
+
 def test_four_device_mesh(tmp_path: Path) -> None:
     out = tmp_path / "out"
     args = list(RUNBOOK)

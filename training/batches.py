@@ -11,8 +11,8 @@ import numpy as np
 from .render import completion_text, prompt_text
 
 
-class SequenceTooLongError(ValueError):
-    """A trace does not fit ``data.seq_len`` (one line naming the record and the lengths)."""
+class DataFitError(ValueError):
+    """Data that does not fit the config: a trace over ``data.seq_len``, or fewer traces than a batch."""
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ def tokenize_records(records: Sequence[Mapping[str, Any]], tokenizer: Any, seq_l
     for i, (p, c) in enumerate(zip(prompts, completions, strict=True)):
         total = len(p) + len(c)
         if total > seq_len:
-            raise SequenceTooLongError(
+            raise DataFitError(
                 f"data.seq_len: trace {i} ({records[i]['prompt'][:40]!r}…) is {total} tokens > {seq_len}"
             )
         tokens[i, :total] = p + c
@@ -53,7 +53,7 @@ def tokenize_records(records: Sequence[Mapping[str, Any]], tokenizer: Any, seq_l
 def batch_order(count: int, batch_size: int, steps: int, seed: int) -> np.ndarray:
     """Row indices of every step's batch, [steps, batch_size]: shuffled epochs, incomplete tail dropped."""
     if count < batch_size:
-        raise ValueError(f"training.batch_size {batch_size} > {count} training examples")
+        raise DataFitError(f"training.batch_size: {batch_size} > the {count} training examples")
     per_epoch = count // batch_size
     rng = np.random.default_rng(seed)
     epochs = -(-steps // per_epoch)

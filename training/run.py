@@ -3,6 +3,17 @@
 Called by ``training/train_jax.py`` (the thin entry script). Exit codes: 0 done; 2 bad input (flags, config,
 dataset key, eval file, model files), one line on stderr and nothing written; 1 a failure during the run,
 recorded in ``run_result.json`` (status "failed" + error). Every number written is measured in this run.
+
+What the figures mean:
+- metrics.jsonl: step 1, every ``training.log_every``-th step and the last; ``loss`` = that step's masked NLL
+  over the completion tokens, ``learning_rate`` = the schedule's value used at that step, ``tokens`` =
+  cumulative real (non-pad) tokens processed through that step, ``elapsed_s`` = seconds since training began.
+- run_result.json ``training``: ``loss_drop`` = (first - final) / first over those logged losses;
+  ``step_time_s`` and ``tokens_per_second`` cover steps 2..N (step 1 carries the JIT compile).
+- ``timings_s``: import (JAX/Flax/Tunix), data (mesh, tokenizer, tokenization), model_init, compile (until
+  step 1's loss was ready), train (the rest of the loop), checkpoint, generate, score, total (from start-up).
+- ``checkpoint.path`` is relative to --output (full runs only: Tunix's Orbax layout <step>/model_params …;
+  with LoRA only the adapters are saved).
 """
 
 from __future__ import annotations
@@ -17,7 +28,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .batches import SequenceTooLongError
+from .batches import DataFitError
 from .config import ConfigError, LoadedConfig, TrainConfig, load_config
 from .datasets import Dataset, DatasetError, load_dataset
 from .devices import DEVICE_CHOICES, DeviceError, make_mesh, select_platform
@@ -253,15 +264,17 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
 
     run = Run(args, inputs, t_start)
+    output = Path(args.output)
+    prepared = False
     try:
         run.prepare()
-    except (ConfigError, DeviceError, TokenizerError, SequenceTooLongError) as exc:
-        _say(f"error: {' '.join(str(exc).split())}")
-        return EXIT_USAGE
-
-    output = Path(args.output)
-    try:
+        prepared = True
         run.execute()
+    except (ConfigError, DeviceError, TokenizerError, DataFitError) as exc:
+        if not prepared:  # bad input found before anything was written: usage error, no files
+            _say(f"error: {' '.join(str(exc).split())}")
+            return EXIT_USAGE
+        status, error = "failed", " ".join(f"{type(exc).__name__}: {exc}".split())
     except Exception as exc:  # the one boundary: any failure is recorded in run_result.json, exit 1
         status, error = "failed", " ".join(f"{type(exc).__name__}: {exc}".split())
         traceback.print_exc()
