@@ -102,6 +102,11 @@ def test_cross_field_rules(tmp_path: Path) -> None:
     assert "mesh.tp" in _error(path)
 
 
+def test_random_model_cannot_claim_a_gemma_id(tmp_path: Path) -> None:
+    path = _variant(tmp_path, lambda r: r["model"].update(id="google/gemma-3-1b-it"))
+    assert "model.id: 'google/gemma-3-1b-it' is a Google model id" in _error(path)
+
+
 def test_duplicate_key(tmp_path: Path) -> None:
     text = (CONFIGS / "sft_tiny.yaml").read_text(encoding="utf-8") + "name: again\n"
     path = tmp_path / "dup.yaml"

@@ -219,6 +219,9 @@ def _check(cfg: TrainConfig) -> None:
     m = cfg.model
     if (m.preset is None) == (m.architecture is None):
         raise ConfigError("model.preset: set exactly one of model.preset and model.architecture")
+    if m.source == "random-init" and m.id.lower().startswith("google/"):
+        # evidence must never claim a Gemma checkpoint for randomly initialised weights
+        raise ConfigError(f"model.id: {m.id!r} is a Google model id, but model.source is 'random-init'")
     if m.source == "safetensors" and m.tokenizer != "model_dir":
         raise ConfigError("model.tokenizer: a safetensors model must use its own tokenizer ('model_dir')")
     positive = {
