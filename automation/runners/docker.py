@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from ..errors import EXIT_USAGE, TunixRtError
 from ..paths import kernel_dir, project_root
 from ..runstate import OUTPUTS_DIR, RAW_LOG_DIR
-from . import RunOutcome
+from . import RunOutcome, compile_cache
 
 if TYPE_CHECKING:
     import docker
@@ -218,16 +218,24 @@ def run_docker(
                          "--cwd", WORKING_MOUNT, f"{SRC_MOUNT}/{notebook}",
                          f"{WORKING_MOUNT}/{EXECUTED_NOTEBOOK}"]
             # Kaggle runs kernels as root; hand the outputs to the host user at the end, whatever the result.
-            script = f'"$@"; rc=$?; chown -R {os.getuid()}:{os.getgid()} {WORKING_MOUNT}; exit $rc'
+            volumes = {
+                str(bundle_dir): {"bind": SRC_MOUNT, "mode": "ro"},
+                input_dir: {"bind": INPUT_MOUNT, "mode": "ro"},
+                str(outputs_dir): {"bind": WORKING_MOUNT, "mode": "rw"},
+            }
+            environment = {"KAGGLE_KERNEL_RUN_TYPE": "Batch"}
+            owned = WORKING_MOUNT
+            cache = compile_cache.host_dir("docker")
+            if cache is not None:  # a warm rehearsal skips recompiling (see compile_cache)
+                volumes[str(cache)] = {"bind": compile_cache.CONTAINER_DIR, "mode": "rw"}
+                environment.update(compile_cache.kernel_env(compile_cache.CONTAINER_DIR))
+                owned += f" {compile_cache.CONTAINER_DIR}"
+            script = f'"$@"; rc=$?; chown -R {os.getuid()}:{os.getgid()} {owned}; exit $rc'
             kwargs: dict[str, Any] = dict(
                 command=["sh", "-c", script, "papermill", *papermill],
-                volumes={
-                    str(bundle_dir): {"bind": SRC_MOUNT, "mode": "ro"},
-                    input_dir: {"bind": INPUT_MOUNT, "mode": "ro"},
-                    str(outputs_dir): {"bind": WORKING_MOUNT, "mode": "rw"},
-                },
+                volumes=volumes,
                 working_dir=WORKING_MOUNT,
-                environment={"KAGGLE_KERNEL_RUN_TYPE": "Batch"},
+                environment=environment,
                 network_mode=network,
                 shm_size="1g",  # Docker's 64 MB default is smaller than any Kaggle machine's
                 labels={LABEL_ROLE: "rehearsal", LABEL_RUN_DIR: str(run_dir)},

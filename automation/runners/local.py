@@ -28,7 +28,7 @@ from typing import TextIO
 from ..errors import EXIT_USAGE, TunixRtError
 from ..redact import Redactor
 from ..runstate import OUTPUTS_DIR, RAW_LOG_DIR
-from . import RunOutcome
+from . import RunOutcome, compile_cache
 
 NOTEBOOK = "kaggle_submission.ipynb"
 EXECUTED_NOTEBOOK = "__notebook__.ipynb"  # papermill's executed copy, in the working dir as on Kaggle
@@ -82,6 +82,9 @@ def run_local(bundle_dir: Path, run_dir: Path, *, stream: TextIO | None = sys.st
     temp_dir.mkdir()
     env = kernel_env(input_dir)
     env["TMPDIR"] = str(temp_dir)
+    cache = compile_cache.host_dir("local")
+    if cache is not None and "JAX_COMPILATION_CACHE_DIR" not in env:  # a warm rehearsal skips recompiling
+        env.update(compile_cache.kernel_env(cache))
     cmd = papermill_command(notebook, outputs_dir / EXECUTED_NOTEBOOK, outputs_dir)
     redactor = Redactor()
     _say(stream, f"local: running {notebook.name} with papermill in {outputs_dir} (input {input_dir})")
