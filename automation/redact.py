@@ -44,6 +44,7 @@ _SHAPES: list[tuple[str, str, str]] = [
 ]
 
 # Every shape above contains one of these literal strings (a fast pre-filter before the regexes).
+_WHOLE_TEXT_CHARS = 4096  # texts up to this long are searched whole
 _HINTS = ("uthoriz", "UTHORIZ", "Bearer", "Basic", "KGAT_", '"key"', "TOKEN", "SECRET", "PASSWORD", "_KEY")
 
 
@@ -92,9 +93,35 @@ class Redactor:
         for value in self._values:
             if value in text:
                 text = text.replace(value, REDACTED)
-        if any(hint in text for hint in _HINTS):
-            for _name, rx, repl in self._shapes:
-                text = rx.sub(repl, text)
+        hints = [hint for hint in _HINTS if hint in text]
+        if not hints:
+            return text
+        if len(text) <= _WHOLE_TEXT_CHARS:
+            return self._shapes_sub(text)
+        # A long text (a batch of log lines): run the regexes only over the lines holding a hint. The
+        # shapes never cross a newline, so the result is the same as over the whole text.
+        spans = []
+        for hint in hints:
+            i = text.find(hint)
+            while i >= 0:
+                end = text.find("\n", i)
+                end = len(text) if end < 0 else end
+                spans.append((text.rfind("\n", 0, i) + 1, end))
+                i = text.find(hint, end)
+        spans.sort()
+        out, pos = [], 0
+        for start, end in spans:
+            if end <= pos:
+                continue
+            start = max(start, pos)
+            out += [text[pos:start], self._shapes_sub(text[start:end])]
+            pos = end
+        out.append(text[pos:])
+        return "".join(out)
+
+    def _shapes_sub(self, text: str) -> str:
+        for _name, rx, repl in self._shapes:
+            text = rx.sub(repl, text)
         return text
 
     def find(self, text: str) -> list[str]:
