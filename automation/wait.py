@@ -47,6 +47,7 @@ ACTIVE = {"QUEUED", "RUNNING", "NEW_SCRIPT"}
 QUEUE_MARGIN_S = 30 * 60
 GROWTH = 1.5
 STREAM_RECONNECT_S = 300.0  # at most one log-stream (re)connect per 5 minutes
+STREAM_SERVED_S = 30.0  # a stream that dropped after serving this long is not a failure
 CANCEL_REQUESTED_POLLS = 3  # CANCEL_REQUESTED that stays put this many polls counts as terminal
 
 
@@ -110,16 +111,21 @@ class _LogStreamWatch:
         self._thread.start()
 
     def _run(self) -> None:
+        opened = None
         try:
             client = self._factory()
             stream = client.log_stream(self._ref, self._version)
             self.calls += 1
             self.live = True
+            opened = time.monotonic()
             for _event in stream:
                 pass
             self.ended.set()  # END_OF_LOG, or the finished session's blob
         except Exception:  # unsupported, refused, dropped: polling carries on alone
-            self.failures += 1
+            # A stream that served for a while and then dropped (proxies cut long requests) is worth
+            # reopening; only streams that fail at once count towards giving up.
+            if opened is None or time.monotonic() - opened < STREAM_SERVED_S:
+                self.failures += 1
         finally:
             self.live = False
 
