@@ -20,6 +20,7 @@ from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 DEFAULT_OUT = BENCH_DIR / "results"
+_STARTED = (datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), os.getloadavg())  # when the script started
 
 
 def _cpu_model() -> str:
@@ -61,7 +62,7 @@ def _git_commit() -> str | None:
 def describe() -> dict[str, Any]:
     """The machine and software a figure was measured on (nproc, CPU model, RAM, Python/JAX, load)."""
     return {
-        "date_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "date_utc": _STARTED[0],
         "nproc": os.cpu_count(),
         "cpu_model": _cpu_model(),
         "ram_gib": _ram_gib(),
@@ -70,7 +71,7 @@ def describe() -> dict[str, Any]:
         "jaxlib": _version("jaxlib"),
         "tunix_rt": _version("tunix-rt"),
         "git_commit": _git_commit(),
-        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+        "loadavg_at_start": [round(x, 2) for x in _STARTED[1]],
     }
 
 
