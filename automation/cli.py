@@ -137,11 +137,19 @@ def _add_emulator(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rate-429", type=float, default=0.0, metavar="P", help="answer 429 with this probability")
     p.add_argument("--retry-after", type=float, default=1.0, metavar="S", help="Retry-After seconds on 429")
     p.add_argument("--rate-5xx", type=float, default=0.0, metavar="P", help="answer 500/503 with this probability")
-    p.add_argument("--rate-drop", type=float, default=0.0, metavar="P", help="drop the connection with this probability")
+    p.add_argument("--rate-drop", type=float, default=0.0, metavar="P",
+                   help="drop the connection with this probability")
     p.add_argument("--latency", type=float, default=0.0, metavar="S", help="add this delay to every answer")
     p.add_argument("--stale-polls", type=int, default=0, metavar="N",
                    help="after a push, answer the previous version's status N times")
     p.add_argument("--page-size-cap", type=int, default=None, metavar="N", help="cap output pages at N files")
+    p.add_argument("--known-model-source", action="append", metavar="SOURCE[=DIR]",
+                   help="a model source the emulator hosts (repeatable; DIR is linked under the kernel's input)")
+    p.add_argument("--push-error", metavar="MSG", default=None, help="answer the next push with this error")
+    p.add_argument("--reject-key", action="append", metavar="KEY", help="reject this API key (repeatable)")
+    p.add_argument("--token", action="append", metavar="TOKEN:USER", help="accept this API token (repeatable)")
+    p.add_argument("--url-ttl", type=float, default=None, metavar="S", help="expire download URLs after S seconds")
+    p.add_argument("--session-timeout", type=float, default=None, metavar="S", help="end sessions after S seconds")
     p.add_argument("--queue-seconds", type=float, default=0.5, metavar="S", help="time a new version stays QUEUED")
 
 

@@ -122,7 +122,7 @@ class Run:
 
     def __init__(self, args: argparse.Namespace, inputs: Inputs, t_start: float) -> None:
         self.args, self.inputs, self.t_start = args, inputs, t_start
-        self.output = Path(args.output)
+        self.output = Path(args.output).resolve()  # Orbax needs an absolute checkpoint path
         self.timings: dict[str, float | None] = dict.fromkeys(
             ("import", "data", "model_init", "compile", "train", "generate", "score", "checkpoint", "total"))
         self.fields: dict[str, Any] = {}
