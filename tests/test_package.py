@@ -157,7 +157,10 @@ def test_symlink_inside_the_project_is_fine(project: Path) -> None:
 
 def test_run_dir_outside_the_project_is_filed_under_submission_runs(project: Path, tmp_path: Path) -> None:
     elsewhere = write_finished_run(tmp_path / "elsewhere" / "m33_v1")
-    os.utime(elsewhere / "outputs/output/run_result.json", (1_763_000_000, 1_763_000_000))
+    # Evidence times come from the outputs' mtimes: give both runs the same ones, so only the path differs.
+    for src in (project / RUN / "outputs/output").iterdir():
+        mtime = src.stat().st_mtime
+        os.utime(elsewhere / "outputs/output" / src.name, (mtime, mtime))
     fill_evidence(elsewhere, root=project)
     result = package(elsewhere, project / "submission", root=project)
     assert f"{RUN}/run_manifest.json" in result.members
