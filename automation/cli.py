@@ -64,6 +64,12 @@ def _add_rehearse(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--network", choices=["none", "host", "bridge"], default="none",
                    help="docker backend: container network (default: none)")
     p.add_argument("--gpus", action="store_true", help="docker backend: request all GPUs (device requests)")
+    p.add_argument("--follow", action="store_true",
+                   help="show a live training panel (step/total, loss, tokens/s, elapsed, ETA, device) above "
+                        "the console lines")
+    p.add_argument("--json", action="store_true",
+                   help="print JSON events instead of the console: log and metric events as the run goes, "
+                        "then a result (each with t, seconds since the start)")
 
 
 def _add_validate(sub: argparse._SubParsersAction) -> None:
@@ -77,6 +83,11 @@ def _add_package(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("package", help="write the deterministic submission zip for a validated run")
     p.add_argument("--run-dir", metavar="DIR", required=True, help="the run directory with evidence")
     p.add_argument("--output", metavar="DIR", default="submission", help="folder for the zip (default: submission)")
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="write report.html and loss.png (loss curve, scores, eval items, environment)")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="the run directory (evidence, and outputs/ when present)")
 
 
 def _add_push_options(p: argparse.ArgumentParser) -> None:
@@ -158,6 +169,7 @@ _COMMANDS = {
     "rehearse": _add_rehearse,
     "validate": _add_validate,
     "package": _add_package,
+    "report": _add_report,
     "push": _add_push,
     "wait": _add_wait,
     "pull": _add_pull,

@@ -3,8 +3,9 @@
 * **name**: prefix = the run version up to its first ``_`` (``m33_v1`` → ``m33``); the date is the
   evidence's ``timestamp`` (when the run finished, not today); the short sha is the manifest's commit.
 * **contents**: the kernel notebook, the training scripts (``training/*.py``), the configs, the dataset
-  manifests (not the data), the run's eval set, the run's evidence files under their run-dir path, and a
-  generated ``README_SUBMISSION.md`` (run summary + the submission checklist).
+  manifests (not the data), the run's eval set, the run's evidence files and its run report
+  (``report.html``, ``loss.png``) under their run-dir path, and a generated ``README_SUBMISSION.md`` (run
+  summary + the submission checklist).
 * **byte-identical** for the same inputs: entries sorted, timestamps fixed at 1980-01-01, mode 0644, unix
   as the creating system, deflate at level 9, no comment.
 * **refusals** (exit 2, one line): invalid or failed evidence, a missing required file, the run's config or
@@ -30,6 +31,7 @@ from .errors import EXIT_USAGE, TunixRtError
 from .evidence import EVIDENCE_FILES, MANIFEST_FILE, SUMMARY_FILE
 from .fsutil import read_json, sha256_bytes, sha256_file, write_atomic
 from .redact import Redactor
+from .run_report import REPORT_FILES
 from .validate import ALLOWED_KAGGLE_MODELS, validate_run_dir
 
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
@@ -259,6 +261,10 @@ def package(run_dir: Path, output_dir: Path, *, root: Path | None = None,
                               "training/evalsets", "eval set")
     sources.add(eval_rel, what="the eval set")
     for name in EVIDENCE_FILES:
+        sources.add_evidence(run_dir, run_rel, name)
+    for name in REPORT_FILES:  # the run report, written next to the evidence by rehearse/pull/report
+        if not (run_dir / name).is_file():
+            raise _refuse(f"{run_dir / name}: missing; write the run report first: tunix-rt report {run_dir}")
         sources.add_evidence(run_dir, run_rel, name)
 
     members = sources.members

@@ -103,12 +103,15 @@ def fill_evidence(run_dir: Path, reporter: Reporter) -> str:
     """run_manifest.json, eval_summary.json and kaggle_output_log.txt (the raw log converted, redacted)
     through the same code path as a rehearsal; returns the evidence status ("complete"/"failed")."""
     from .evidence import fill_evidence as fill
+    from .run_report import write_report
 
     evidence = fill(run_dir)
     runstate.mark_stage(run_dir, "evidence", "done", evidence_status=evidence.status)
     reporter.event("evidence", f"evidence: {evidence.status}"
                    + (f" ({evidence.failure_message})" if evidence.failure_message else ""),
                    status=evidence.status, failure_message=evidence.failure_message)
+    report = write_report(run_dir)  # report.html + loss.png next to the evidence
+    reporter.event("report", f"report: {report.html} ({report.html_bytes:,} bytes)", path=str(report.html))
     return str(evidence.status)
 
 

@@ -19,6 +19,7 @@ from .bundle import BundleInfo, build_bundle
 from .errors import EXIT_KERNEL_FAILED, EXIT_USAGE, TunixRtError
 from .evidence import EVIDENCE_FILES, fill_evidence
 from .fsutil import read_json
+from .run_report import write_report
 from .runners import RunOutcome
 
 BACKENDS = ("auto", "docker", "local")
@@ -124,6 +125,8 @@ def rehearse(
         _say(stream, f"evidence: not written ({exc.message})")
     else:
         _say(stream, f"evidence: {evidence.status}" + (f" ({evidence.failure_message})" if failure else ""))
+        report = write_report(run_dir)  # report.html + loss.png, from the evidence and outputs just written
+        _say(stream, f"report: {report.html} ({report.html_bytes:,} bytes) and {report.png.name}")
     if not outcome.ok:
         raise TunixRtError(f"the notebook failed on {chosen} ({outcome.detail}); log: "
                            f"{outcome.log_path}", EXIT_KERNEL_FAILED)

@@ -11,6 +11,7 @@ Layout of a run directory (``run_version`` is the folder's name)::
       run_manifest.json     evidence (committed)
       eval_summary.json     evidence (committed)
       kaggle_output_log.txt evidence (committed)
+      report.html, loss.png the run report, drawn from the above at rehearse/pull time (committed)
 """
 
 from __future__ import annotations

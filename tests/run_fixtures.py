@@ -251,3 +251,85 @@ def write_project(root: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
     return root
+
+
+HOSTILE_PROMPT = ('<script>alert("x")</script><img src="http://127.0.0.1:9/evil.png"> & "quotes" — '
+                  "What is 1 + 1?")
+FIXED_MTIME = 1_790_000_000  # outputs' mtime: the evidence timestamp (and so every byte) stays the same
+
+
+def eval_items(n_items: int) -> list[dict[str, Any]]:
+    """Eval items whose first prompt is hostile HTML (a report must show it as text, never load it)."""
+    items = []
+    for i in range(1, n_items + 1):
+        prompt = HOSTILE_PROMPT if i == 1 else f"Sam has {i} apples and buys {i} more. How many apples now?"
+        items.append({"id": f"eval-{i:03d}", "prompt": prompt, "expected_answer": str(2 * i),
+                      "category": "arithmetic" if i % 2 else "word_problem", "difficulty": "easy"})
+    return items
+
+
+def write_trained_run(
+    run_dir: Path,
+    *,
+    steps: int = 40,
+    log_every: int = 5,
+    n_items: int = 6,
+    n_correct: int = 4,
+    eval_every: int | None = None,
+    kaggle: dict[str, Any] | None = None,
+    platform: str = "local",
+    fill: bool = True,
+) -> Path:
+    """A finished run whose outputs come from the trainer's own writers: ``metrics.jsonl`` through
+    :class:`MetricLog` (the console line's record), ``predictions.jsonl``/``eval_results.json`` through
+    ``scoring``, ``run_result.json`` through ``report.run_result``; then the evidence through
+    :func:`tunix_rt.evidence.fill_evidence` (when ``fill``). The first ``n_correct`` items are answered
+    right, one more is malformed. ``eval_every`` adds an ``eval_loss`` row every that many steps."""
+    import io
+    import math
+    import os
+
+    from tunix_rt.training import report as train_report
+    from tunix_rt.training import scoring
+    from tunix_rt.training.metric_line import MetricLog
+
+    write_finished_run(run_dir, platform=platform, kaggle=kaggle, n_items=n_items, n_correct=n_correct,
+                       with_eval=False)
+    out = Path(run_dir) / "outputs" / "output"
+    with open(out / "metrics.jsonl", "w", encoding="utf-8") as fh:
+        log = MetricLog(fh, steps, "cpu", console=io.StringIO())
+        for step in range(1, steps + 1):
+            if step == 1 or step % log_every == 0 or step == steps:
+                log.log(step=step, loss=round(0.6 + 5.4 * math.exp(-step / 12), 6), learning_rate=0.003,
+                        tokens=200 * step, elapsed_s=2.0 + 0.05 * step)
+            if eval_every and step % eval_every == 0:
+                fh.write(json.dumps({"step": step, "eval_loss": round(0.9 + 5.0 * math.exp(-step / 14), 6)}) + "\n")
+    items = eval_items(n_items)
+    outputs = []
+    for i in range(1, len(items) + 1):
+        if i <= n_correct:
+            outputs.append(f"<reasoning>{i} + {i} = {2 * i}</reasoning><answer>{2 * i}</answer>")
+        elif i == n_correct + 1:
+            outputs.append("I think it is <b>5</b>")
+        else:
+            outputs.append("<reasoning>a guess</reasoning><answer>7</answer>")
+    predictions = [scoring.build_prediction(item, text) for item, text in zip(items, outputs, strict=True)]
+    results = scoring.score(predictions, items, eval_set=Path(EVAL_SET_PATH).name,
+                            eval_set_sha256=_sha(EVAL_SET_TEXT))
+    train_report.write_jsonl(out / "predictions.jsonl", predictions)
+    train_report.write_json(out / "eval_results.json", results)
+    doc = json.loads((out / "run_result.json").read_text(encoding="utf-8"))
+    doc.pop("schema_version")
+    doc["training"].update(steps=steps, max_steps=steps, final_loss=round(0.6 + 5.4 * math.exp(-steps / 12), 6),
+                           first_loss=round(0.6 + 5.4 * math.exp(-1 / 12), 6))
+    doc["eval"] = {k: results[k] for k in ("answer_correctness", "format_compliance", "n_items", "n_correct",
+                                           "n_well_formed")}
+    doc["eval_set"]["n_items"] = n_items
+    train_report.write_json(out / "run_result.json", train_report.run_result(**doc))
+    for path in out.iterdir():
+        os.utime(path, (FIXED_MTIME, FIXED_MTIME))
+    if fill:
+        from tunix_rt.evidence import fill_evidence
+
+        fill_evidence(run_dir)
+    return Path(run_dir)

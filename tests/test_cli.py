@@ -14,7 +14,7 @@ def test_version_and_help(capsys):
 def test_cli_start_imports_nothing_heavy():
     code = (
         "import sys; from tunix_rt.cli import build_parser; build_parser();"
-        "heavy=[m for m in ('jax','tunix','kaggle','docker','flax','transformers') if m in sys.modules];"
+        "heavy=[m for m in ('jax','tunix','kaggle','docker','flax','transformers','matplotlib') if m in sys.modules];"
         "print(','.join(heavy))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -14,6 +14,7 @@ from tunix_rt.cli import main
 from tunix_rt.errors import EXIT_OK, EXIT_USAGE, TunixRtError
 from tunix_rt.evidence import MANIFEST_FILE, SUMMARY_FILE, fill_evidence
 from tunix_rt.package import README_NAME, archive_name, package
+from tunix_rt.run_report import write_report
 
 FAKE_KEY = "0123456789abcdef0123456789abcdef"
 RUN = "submission_runs/m33_v1"
@@ -26,6 +27,7 @@ def project(tmp_path: Path) -> Path:
     run_dir = write_finished_run(root / RUN)
     os.utime(run_dir / "outputs/output/run_result.json", (1_763_000_000, 1_763_000_000))  # 2025-11-13
     fill_evidence(run_dir, root=root)
+    write_report(run_dir)
     return root
 
 
@@ -56,6 +58,8 @@ def test_contents_and_name(project: Path) -> None:
         f"{RUN}/run_manifest.json",
         f"{RUN}/eval_summary.json",
         f"{RUN}/kaggle_output_log.txt",
+        f"{RUN}/report.html",
+        f"{RUN}/loss.png",
     }
     assert "dataset.jsonl" not in " ".join(names)  # manifests only, not the data
     assert "| Answer correctness (primary score) | 0.7500 (3/4) |" in readme
@@ -134,6 +138,14 @@ def test_refuses_missing_evidence_file(project: Path) -> None:
         package(project / RUN, project / "submission", root=project)
 
 
+@pytest.mark.parametrize("name", ["report.html", "loss.png"])
+def test_refuses_a_run_without_its_report(project: Path, name: str) -> None:
+    (project / RUN / name).unlink()
+    with pytest.raises(TunixRtError, match=f"{name}: missing; write the run report first: tunix-rt report"):
+        package(project / RUN, project / "submission", root=project)
+    assert not (project / "submission").exists()
+
+
 def test_refuses_config_changed_since_the_run(project: Path) -> None:
     with open(project / CONFIG_PATH, "a") as fh:
         fh.write("# edited after the run\n")
@@ -162,6 +174,7 @@ def test_run_dir_outside_the_project_is_filed_under_submission_runs(project: Pat
         mtime = src.stat().st_mtime
         os.utime(elsewhere / "outputs/output" / src.name, (mtime, mtime))
     fill_evidence(elsewhere, root=project)
+    write_report(elsewhere)
     result = package(elsewhere, project / "submission", root=project)
     assert f"{RUN}/run_manifest.json" in result.members
     assert (

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
+from tunix_rt.training.metric_line import FIELDS, parse_line
 
 pytestmark = pytest.mark.kernel
 
@@ -49,7 +50,7 @@ def _check_consistent(out: Path) -> dict[str, Any]:
     assert training["final_loss"] == pytest.approx(metrics[-1]["loss"], abs=1e-6)
     assert training["tokens_trained"] == metrics[-1]["tokens"] > 0
     for row in metrics:
-        assert set(row) == {"step", "loss", "learning_rate", "tokens", "elapsed_s"}
+        assert tuple(sorted(row)) == tuple(sorted(FIELDS))
     evals = json.loads((out / "eval_results.json").read_text(encoding="utf-8"))
     for key in ("answer_correctness", "format_compliance", "n_items", "n_correct", "n_well_formed"):
         assert result["eval"][key] == evals[key]
@@ -80,6 +81,11 @@ def test_runbook_smoke_command_from_an_unpacked_training_folder(tmp_path: Path) 
     assert result["devices"]["platform"] == "cpu" and result["devices"]["count"] == 1
     assert result["versions"]["tunix"] and result["versions"]["jax"]
     assert "--smoke_steps 2" in result["command"]
+    # One record, two places: the console's progress lines are metrics.jsonl's rows.
+    printed = [rec for rec in map(parse_line, proc.stdout.splitlines()) if rec is not None]
+    assert printed == _read_jsonl(out / "metrics.jsonl")
+    assert printed[-1]["total_steps"] == 2 and printed[-1]["device_kind"] == "cpu"
+    assert printed[0]["tokens_per_second"] is None and printed[-1]["tokens_per_second"] > 0
 
 
 @pytest.mark.parametrize(

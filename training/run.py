@@ -5,9 +5,11 @@ dataset key, eval file, model files), one line on stderr and nothing written; 1 
 recorded in ``run_result.json`` (status "failed" + error). Every number written is measured in this run.
 
 What the figures mean:
-- metrics.jsonl: step 1, every ``training.log_every``-th step and the last; ``loss`` = that step's masked NLL
-  over the completion tokens, ``learning_rate`` = the schedule's value used at that step, ``tokens`` =
-  cumulative real (non-pad) tokens processed through that step, ``elapsed_s`` = seconds since training began.
+- metrics.jsonl: step 1, every ``training.log_every``-th step and the last; each row is also printed to
+  stdout as a ``TUNIX_RT_METRIC {json}`` line for live viewers (fields: training/metric_line.py). ``loss`` =
+  that step's masked NLL over the completion tokens, ``learning_rate`` = the schedule's value used at that
+  step, ``tokens`` = cumulative real (non-pad) tokens processed through that step, ``elapsed_s`` = seconds
+  since training began.
 - run_result.json ``training``: ``loss_drop`` = (first - final) / first over those logged losses;
   ``step_time_s`` and ``tokens_per_second`` cover steps 2..N (step 1 carries the JIT compile).
 - ``timings_s``: import (JAX/Flax/Tunix), data (mesh, tokenizer, tokenization), model_init, compile (until

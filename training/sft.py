@@ -1,8 +1,7 @@
-"""Supervised fine-tuning with Tunix's PeftTrainer, logging every measured step into metrics.jsonl."""
+"""Supervised fine-tuning with Tunix's PeftTrainer, logging measured steps into metrics.jsonl and the console."""
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from .config import TrainingSection
+from .metric_line import MetricLog
 
 
 def learning_rate_schedule(section: TrainingSection, steps: int) -> Any:
@@ -73,8 +73,9 @@ class TrainStats:
 
 
 def _metrics_hook(stats: TrainStats, schedule: Any, tokens: np.ndarray, log_every: int, last_step: int,
-                  metrics_file: Any, t0: float) -> Any:
-    """A Tunix TrainingHooks that records each step's loss and appends the logged ones to metrics.jsonl."""
+                  metric_log: MetricLog, t0: float) -> Any:
+    """A Tunix TrainingHooks that records each step's loss and logs the logged ones (metrics.jsonl + the
+    ``TUNIX_RT_METRIC`` console line, one record: training/metric_line.py)."""
     from tunix.sft import hooks
 
     cumulative = np.cumsum(tokens)
@@ -100,15 +101,9 @@ def _metrics_hook(stats: TrainStats, schedule: Any, tokens: np.ndarray, log_ever
             stats.final_loss = loss
             stats.losses.append(loss)
             if train_step == 1 or train_step % log_every == 0 or train_step == last_step:
-                row = {
-                    "step": train_step,
-                    "loss": loss,
-                    "learning_rate": float(schedule(train_step - 1)),  # optax counts from 0
-                    "tokens": int(cumulative[train_step - 1]),
-                    "elapsed_s": round(elapsed, 4),
-                }
-                metrics_file.write(json.dumps(row, sort_keys=True) + "\n")
-                metrics_file.flush()
+                metric_log.log(step=train_step, loss=loss,
+                               learning_rate=float(schedule(train_step - 1)),  # optax counts from 0
+                               tokens=int(cumulative[train_step - 1]), elapsed_s=elapsed)
 
         def on_eval_step_start(self, train_ctx: Any) -> None:
             pass
@@ -137,7 +132,8 @@ def run_sft(model: Any, mesh: Any, batches: Any, step_tokens: np.ndarray, sectio
     metrics_path.parent.mkdir(parents=True, exist_ok=True)
     with metrics_path.open("w", encoding="utf-8") as fh:
         t0 = time.perf_counter()
-        hook = _metrics_hook(stats, schedule, step_tokens, section.log_every, steps, fh, t0)
+        metric_log = MetricLog(fh, steps, jax.devices()[0].device_kind)
+        hook = _metrics_hook(stats, schedule, step_tokens, section.log_every, steps, metric_log, t0)
         trainer.with_training_hooks(hook)
         with jax.set_mesh(mesh):
             trainer.train(batches)

@@ -1,4 +1,8 @@
-"""``tunix-rt rehearse``: run the bundle's notebook locally (Docker or a subprocess) and fill its evidence."""
+"""``tunix-rt rehearse``: run the bundle's notebook locally (Docker or a subprocess) and fill its evidence.
+
+``--follow`` shows a live training panel above the console lines; ``--json`` prints the console as JSON
+events (:mod:`tunix_rt.follow`).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,14 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
+from typing import TextIO
 
 from .. import paths
-from ..rehearse import rehearse, summary_lines
+from ..errors import TunixRtError
+from ..follow import Follower
+from ..fsutil import read_json
+from ..rehearse import Rehearsal, rehearse, summary_lines
+from ..run_report import REPORT_FILES
 
 
 def command_line(args: argparse.Namespace) -> str:
@@ -34,7 +43,31 @@ def command_line(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir) if args.run_dir else paths.default_run_dir(paths.DEFAULT_REHEARSAL_RUN)
-    result = rehearse(
+    if not (args.follow or args.json):
+        result = _rehearse(args, run_dir, sys.stdout)  # looked up now: the default is bound at import time
+        print("\n".join(summary_lines(result)))
+        return 0
+    # --follow / --json: the runner's console goes through the follower (panel + log lines, or events).
+    follower = Follower.for_terminal(json_mode=args.json, command="rehearse")
+    try:
+        with follower:
+            result = _rehearse(args, run_dir, follower.sink)
+    except TunixRtError as exc:
+        follower.result(exc.exit_code, error=exc.message, run_dir=str(run_dir.resolve()))
+        raise
+    lines = summary_lines(result)
+    if args.json:
+        manifest = read_json(result.evidence[0])
+        follower.result(0, message=lines[0], run_dir=str(result.run_dir), backend=result.backend,
+                        status=manifest.get("status"), evidence=[str(p) for p in result.evidence],
+                        report=[str(result.run_dir / name) for name in REPORT_FILES])
+    else:
+        print("\n".join(lines))
+    return 0
+
+
+def _rehearse(args: argparse.Namespace, run_dir: Path, stream: TextIO) -> Rehearsal:
+    return rehearse(
         run_dir,
         backend=args.backend,
         mode=args.mode,
@@ -45,7 +78,5 @@ def run(args: argparse.Namespace) -> int:
         network=args.network,
         gpus=args.gpus,
         command=command_line(args),
-        stream=sys.stdout,  # looked up now: the default is bound at import time
+        stream=stream,
     )
-    print("\n".join(summary_lines(result)))
-    return 0
