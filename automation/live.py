@@ -104,7 +104,7 @@ class PanelState:
 
 
 class LiveMetrics:
-    """Turns lines into events and keeps the panel state and the last ``tail_lines`` log lines."""
+    """Turns lines into events and keeps the panel state and the last ``tail_lines`` non-blank log lines."""
 
     def __init__(self, *, clock: Callable[[], float] = time.monotonic, start: float | None = None,
                  tail_lines: int = 200) -> None:
@@ -126,7 +126,8 @@ class LiveMetrics:
             self.state.update(record, t)
             return MetricEvent(record, t)
         self.state.log_lines += 1
-        self.tail.append(line)
+        if line.strip():  # blank lines (papermill adds one after each output) would only eat screen rows
+            self.tail.append(line)
         return LogEvent(line, t)
 
     def feed_lines(self, lines: Iterable[str]) -> Iterator[Event]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -93,3 +94,29 @@ def test_for_terminal_picks_the_mode() -> None:
     assert Follower.for_terminal(json_mode=True, command="x", out=Tty()).mode == "json"
     assert Follower.for_terminal(json_mode=False, command="x", out=Tty()).mode == "live"
     assert Follower.for_terminal(json_mode=False, command="x", out=io.StringIO()).mode == "plain"
+
+
+@pytest.mark.kernel
+def test_rehearse_json_streams_the_trainers_steps_end_to_end(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """A real local rehearsal with --json: every stdout line is an event; the trainer's progress lines are
+    metric events equal to metrics.jsonl's rows, before the result; the run dir has its report."""
+    from tunix_rt.cli import main
+
+    run_dir = tmp_path / "m33_rehearsal"
+    assert main(["rehearse", "--backend", "local", "--json", "--run-dir", str(run_dir)]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    kinds = [e["event"] for e in events]
+    assert kinds[-1] == "result" and set(kinds[:-1]) == {"log", "metric"}
+    assert [e["t"] for e in events] == sorted(e["t"] for e in events)
+    rows = [json.loads(line) for line in (run_dir / "outputs/output/metrics.jsonl").read_text().splitlines()]
+    metrics = [{k: v for k, v in e.items() if k not in ("event", "t")} for e in events if e["event"] == "metric"]
+    assert metrics == rows and [m["step"] for m in metrics] == [1, 2]
+    assert metrics[-1]["total_steps"] == 2 and metrics[-1]["device_kind"] == "cpu"
+    result = events[-1]
+    assert result["exit_code"] == 0 and result["status"] == "complete"
+    assert result["t"] >= max(e["t"] for e in events if e["event"] == "metric")
+    assert not any("TUNIX_RT_METRIC" in e.get("line", "") for e in events)  # shown as metrics, not as log
+    assert any("Smoke run completed successfully" in e.get("line", "") for e in events)
+    assert [Path(p).name for p in result["report"]] == ["report.html", "loss.png"]
+    assert all(Path(p).is_file() for p in result["report"])

@@ -46,6 +46,7 @@ def test_local_smoke_rehearsal_end_to_end(tmp_path: Path, capsys: pytest.Capture
     assert manifest["run_version"] == summary["run_version"] == "m33_rehearsal"
     assert summary["primary_score"] == summary["metrics"]["answer_correctness"]
     assert BANNER in log
+    assert "report.html" in out and (run_dir / "report.html").is_file() and (run_dir / "loss.png").is_file()
     assert manifest["bundle_sha256"] == sha256_file(run_dir / "bundle" / "kaggle_submission.ipynb")
 
     state = runstate.load(run_dir)
@@ -78,4 +79,5 @@ def test_failed_notebook_still_gets_evidence_and_exits_1(tmp_path: Path,
     manifest = json.loads((run_dir / "run_manifest.json").read_text(encoding="utf-8"))
     assert manifest["status"] == "failed" and manifest["failure_message"]
     assert (run_dir / "kaggle_output_log.txt").read_text(encoding="utf-8").strip()
+    assert 'class="badge failed"' in (run_dir / "report.html").read_text(encoding="utf-8")  # a report says so
     assert runstate.load(run_dir)["stages"]["rehearse"]["status"] == "failed"
