@@ -49,6 +49,7 @@ th{background:var(--bg);font-weight:600}
 table.kv th{width:230px;background:none;color:var(--muted);font-weight:500}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12.5px;word-break:break-all}
+td.id{white-space:nowrap;word-break:normal}table.narrow{width:auto;min-width:480px}
 tr.ok td.res{color:var(--ok);font-weight:600}tr.bad td.res{color:var(--bad);font-weight:600}
 td.prompt{max-width:380px}.none{color:var(--muted);font-style:italic}
 details summary{cursor:pointer;color:var(--muted);font-size:12px}
@@ -136,7 +137,7 @@ def _scores(data: ReportData, t: _Text) -> str:
             f"<tr><td>{t(name)}</td><td class='num'>{t(_dict(c).get('n'))}</td>"
             f"<td class='num'>{t(_dict(c).get('correct'))}</td><td class='num'>{t(_dict(c).get('well_formed'))}"
             f"</td></tr>" for name, c in sorted(by_cat.items()))
-        out.append('<h3>By category</h3><table><thead><tr><th>category</th><th class="num">items</th>'
+        out.append('<h3>By category</h3><table class="narrow"><thead><tr><th>category</th><th class="num">items</th>'
                    f'<th class="num">correct</th><th class="num">well formed</th></tr></thead><tbody>{rows}'
                    '</tbody></table>')
     out.append(f'<p class="notes">eval set sha256 <code>{t(s.get("eval_set_sha256"))}</code>; '
@@ -171,7 +172,7 @@ def _items(data: ReportData, t: _Text) -> str:
                   if raw else "")
         well = {True: "yes", False: "no"}.get(item.get("well_formed"), "?")
         rows.append(
-            f'<tr class="{"ok" if correct else "bad"}"><td class="num">{i}</td><td class="mono">{t(item.get("id"))}'
+            f'<tr class="{"ok" if correct else "bad"}"><td class="num">{i}</td><td class="mono id">{t(item.get("id"))}'
             f'</td><td>{t(item.get("category"), "-")}</td>'
             f'<td class="prompt" title="{t.attr(item.get("prompt", ""))}">'
             f'{t(_excerpt(item.get("prompt", ""), PROMPT_EXCERPT))}</td>'
