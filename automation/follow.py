@@ -168,7 +168,8 @@ class Follower:
         t = self.metrics.now()
         height = self._console.size.height if self._console is not None else 24
         room = max(height - _PANEL_ROWS, 3)
-        tail = list(self.metrics.tail)[-room:]
+        with self._lock:  # the refresh thread reads while the runner's thread feeds lines
+            tail = list(self.metrics.tail)[-room:]
         return Group(render_panel(self.metrics.state, t), Text("\n".join(tail), no_wrap=True, overflow="ellipsis"))
 
     def _json(self, obj: dict[str, Any]) -> None:
@@ -180,8 +181,3 @@ class Follower:
         if self.mode == "json":
             self._json({"event": "result", "command": self.command, "exit_code": exit_code, **fields,
                         "t": round(self.metrics.now(), 3)})
-
-    def say(self, text: str) -> None:
-        """A line of the command's own (not the kernel's): a log event like any other."""
-        for part in text.split("\n"):
-            self.line(part)

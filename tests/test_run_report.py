@@ -166,3 +166,15 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert err.count("\n") == 0 and "run_manifest.json: missing" in err
     assert not (empty / REPORT_HTML).exists()
 
+
+
+def test_pull_writes_the_report_after_the_evidence(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tunix_rt.progress import Reporter
+    from tunix_rt.pull import fill_evidence as pull_evidence
+
+    run_dir = write_trained_run(tmp_path / "m33_v1", platform="kaggle", kaggle=kaggle_block(), fill=False)
+    assert pull_evidence(run_dir, Reporter("pull", json_mode=True)) == "complete"
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [e["event"] for e in events] == ["evidence", "report"]
+    assert events[1]["path"] == str(run_dir / REPORT_HTML)
+    assert len(Page((run_dir / REPORT_HTML).read_text(encoding="utf-8")).rows) == 6
