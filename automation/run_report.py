@@ -40,7 +40,9 @@ PLOT_SIZE_IN = (10.0, 3.6)  # figure size in inches, at PLOT_DPI: 1000 x 360 px
 PLOT_DPI = 100
 # Explicit style: the user's matplotlibrc must not change the committed bytes.
 _RC = {
-    "font.family": "DejaVu Sans",  # shipped with matplotlib
+    # Shipped with matplotlib, whose own font folder is scanned first: a system copy of the same family
+    # (another version, other glyph shapes) ties and loses, so the bytes do not depend on the machine's fonts.
+    "font.family": "DejaVu Sans",
     "font.size": 10,
     "axes.spines.top": False,
     "axes.spines.right": False,
