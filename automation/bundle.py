@@ -53,7 +53,6 @@ _B64_LINE = 1000  # characters per line of the base64 payload inside the noteboo
 # Never embedded, whatever sits in the source folders: caches and anything that smells of credentials.
 _SKIP_DIRS = {"__pycache__", ".ipynb_checkpoints", ".pytest_cache"}
 _SKIP_NAMES = re.compile(r"(^\.|\.py[co]$|^kaggle\.json$|^access_token$|\.env$|\.netrc$|\.pem$|\.key$)")
-_KERNEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[a-z0-9][a-z0-9-]*[a-z0-9]$")
 
 
 @dataclass(frozen=True)
@@ -158,16 +157,9 @@ def default_kernel_id(run_version: str) -> str:
 
 
 def _check_kernel_id(kernel_id: str) -> str:
-    from slugify import slugify
+    from .kernel_id import check  # the one kernel-id rule (push and run use it too)
 
-    slug = kernel_id.partition("/")[2]
-    if not _KERNEL_ID.match(kernel_id) or slugify(slug) != slug:
-        raise TunixRtError(
-            f"--kernel-id {kernel_id!r}: expected OWNER/SLUG with a lowercase slug of letters, digits and "
-            "dashes (e.g. alice/tunix-rt-m33-v1)", EXIT_USAGE)
-    if len(slug) < 5:  # the title is the slug, and Kaggle wants titles of at least 5 characters
-        raise TunixRtError(f"--kernel-id {kernel_id!r}: the slug needs at least 5 characters", EXIT_USAGE)
-    return kernel_id
+    return check(kernel_id)
 
 
 def _check_model_source(source: str, config_path: Path) -> str:

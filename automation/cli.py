@@ -103,6 +103,8 @@ def _add_push_options(p: argparse.ArgumentParser) -> None:
                    help="Kaggle session timeout (default: Kaggle's, 9 h)")
     p.add_argument("--public", action="store_true", help="make the kernel public (default: private)")
     p.add_argument("--no-internet", action="store_true", help="turn the kernel's internet off (default: on)")
+    p.add_argument("--ignore-quota", action="store_true",
+                   help="push even when the weekly GPU/TPU quota left is shorter than the session timeout")
 
 
 def _add_push(sub: argparse._SubParsersAction) -> None:
@@ -139,6 +141,11 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     _add_json(p)
 
 
+def _add_quota(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("quota", help="show the weekly GPU and TPU quota: used, allowed, left, refresh time")
+    _add_json(p)
+
+
 def _add_emulator(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("emulator", help="serve a local Kaggle kernels API emulator (for tests and CI)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1)")
@@ -162,6 +169,26 @@ def _add_emulator(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--url-ttl", type=float, default=None, metavar="S", help="expire download URLs after S seconds")
     p.add_argument("--session-timeout", type=float, default=None, metavar="S", help="end sessions after S seconds")
     p.add_argument("--queue-seconds", type=float, default=0.5, metavar="S", help="time a new version stays QUEUED")
+    p.add_argument("--new-script-seconds", type=float, default=0.0, metavar="S",
+                   help="time a new version reads NEW_SCRIPT before QUEUED")
+    p.add_argument("--url-expired-status", type=int, choices=[400, 403], default=400,
+                   help="what an expired download URL answers (default: 400, GCS ExpiredToken)")
+    p.add_argument("--stream-idle-cut", type=float, default=180.0, metavar="S",
+                   help="cut a log stream that sent nothing for S seconds, as Kaggle's load balancer does "
+                        "(default: 180; 0 = never)")
+    p.add_argument("--stream-cut-clean", action="store_true",
+                   help="end cut streams cleanly (no END_OF_LOG) instead of dropping the connection")
+    p.add_argument("--version-lags", action="store_true",
+                   help="currentVersionNumber advances only when a version's session ends")
+    p.add_argument("--hidden-kernel-status", type=int, choices=[403, 404], default=403,
+                   help="answer for a kernel the caller cannot see (default: 403 as Kaggle; 404: the old "
+                        "emulator behaviour)")
+    p.add_argument("--no-quota-endpoint", action="store_true",
+                   help="do not serve GetAcceleratorQuotaStatistics (an unsupported endpoint)")
+    p.add_argument("--quota-gpu", metavar="USED:ALLOWED", default=None,
+                   help="weekly GPU quota in hours, e.g. 27.5:30 (default 0:30)")
+    p.add_argument("--quota-tpu", metavar="USED:ALLOWED", default=None,
+                   help="weekly TPU quota in hours, e.g. 0:20 (default 0:20)")
 
 
 _COMMANDS = {
@@ -174,6 +201,7 @@ _COMMANDS = {
     "wait": _add_wait,
     "pull": _add_pull,
     "run": _add_run,
+    "quota": _add_quota,
     "emulator": _add_emulator,
 }
 

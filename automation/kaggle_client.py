@@ -5,15 +5,21 @@
   access token, calls the network with no timeout. We import it once with a scratch HOME/KAGGLE_CONFIG_DIR
   and no ``KAGGLE_*`` credentials, output swallowed, then authenticate our own instance against the real
   environment, re-reading what the class computed at import (config dir, ``KAGGLE_API_ENVIRONMENT``).
-* Credentials are looked for before any network call (same order as the client: access token, then
-  ``KAGGLE_USERNAME``/``KAGGLE_KEY`` over ``kaggle.json`` in the config dir, then OAuth credentials);
-  missing → :data:`EXIT_AUTH` with one line saying where to put them. Their values are registered for
-  redaction and never printed.
+* Credentials (:mod:`tunix_rt.credentials`) are found before any network call, in the client's order;
+  missing → :data:`EXIT_AUTH`. After the client authenticated we check them **once** with a call where a
+  401/403 can only mean bad credentials (:meth:`KaggleClient.verify_credentials`): an API token was already
+  checked by the client's own ``IntrospectToken``; a legacy key is checked with the account's own GPU/TPU
+  quota (``GetAcceleratorQuotaStatistics``). After that a 403 is an answer about a kernel, not about the
+  credentials: Kaggle answers 403 for a kernel the caller cannot see, whether it exists or not (kaggle-cli
+  PR #1201's table: GetKernel on an unknown slug → HTTP 403; the 2.2.5 client's own message "Permission
+  'kernels.get' was denied. The most likely cause is a wrong kernel slug"; a Kaggle maintainer in
+  kaggle-api #548: "403 can in some cases also mean 'not found'"). Such answers raise :class:`NotVisible`
+  and the caller (push/wait/pull) says what it means there.
 * The per-call deadline: the SDK opens a new ``requests.Session`` per call and sends with no timeout. We
   mount an ``HTTPAdapter`` with (connect, read) socket timeouts on each of those sessions
-  (:class:`_TimeoutAdapter`). We chose socket timeouts over running calls in a worker thread because a
-  timed-out socket is closed: nothing keeps running behind our back. With a thread, an abandoned push
-  could still land after we decided it failed and then a second version would be created.
+  (:class:`_TimeoutAdapter`); it also counts every request (auth, retries and log-stream reconnects
+  included) for the call budget. Socket timeouts rather than a worker thread: a timed-out socket is
+  closed, so an abandoned push cannot land behind our back and create a second version.
 * The client's own environment configuration is honoured: ``HTTP(S)_PROXY``/``NO_PROXY`` (requests reads
   them) and ``KAGGLE_API_ENVIRONMENT=LOCALHOST`` (as the client does; TEST/STAGING are ignored by
   ``KaggleApi``). That is how the emulator is reached (recipe A in docs/kaggle.md).
@@ -22,10 +28,12 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,68 +43,42 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
+from . import credentials as creds_mod
 from . import retry
-from .errors import EXIT_API, EXIT_AUTH, TunixRtError
+from .credentials import Credentials, config_dir, find_credentials  # noqa: F401  (re-exported)
+from .errors import EXIT_API, EXIT_AUTH, EXIT_USAGE, TunixRtError
 from .redact import Redactor
 
-WHERE_CREDENTIALS = (
-    "set KAGGLE_USERNAME and KAGGLE_KEY, or put kaggle.json (kaggle.com → Settings → API → Create New Token) "
-    "in {config_dir} with chmod 600, or set KAGGLE_API_TOKEN"
-)
+WHERE_CREDENTIALS = creds_mod.WHERE_CREDENTIALS
+NOT_VISIBLE = frozenset({403, 404})  # what Kaggle answers for a kernel/version the caller cannot see
+EXPIRED_URL = frozenset({400, 403})  # what an expired signed output URL answers (GCS ExpiredToken / denied)
 
 
-def config_dir() -> Path:
-    """The kaggle client's config folder: KAGGLE_CONFIG_DIR, else ~/.kaggle if it exists, else
-    $XDG_CONFIG_HOME/kaggle or ~/.config/kaggle (the client's own order; evaluated now, not at import)."""
-    env = os.environ.get("KAGGLE_CONFIG_DIR")
-    if env:
-        return Path(env)
-    home_dir = Path(os.path.expanduser("~")) / ".kaggle"
-    if home_dir.exists() or not sys.platform.startswith("linux"):
-        return home_dir
-    xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return Path(xdg) / "kaggle"
+class NotVisible(Exception):
+    """Kaggle answered 403/404 about a kernel or version: it does not exist, or this account cannot see it
+    (Kaggle does not say which, see the module docstring)."""
+
+    def __init__(self, what: str, http_status: int) -> None:
+        super().__init__(f"{what}: HTTP {http_status}")
+        self.what = what
+        self.http_status = http_status
 
 
-@dataclass(frozen=True)
-class Credentials:
-    """Where the credentials were found (never their values, except for redaction)."""
+class UrlExpired(Exception):
+    """A signed output-file URL answered 400/403: it expired; list the page again for a fresh one."""
 
-    source: str  # e.g. "KAGGLE_USERNAME/KAGGLE_KEY", "/home/u/.kaggle/kaggle.json", "KAGGLE_API_TOKEN"
-    username: str | None
-    secrets: tuple[str, ...]  # values to redact from anything we print or write
+    def __init__(self, name: str, http_status: int) -> None:
+        super().__init__(f"download {name}: HTTP {http_status} (signed URL expired)")
+        self.http_status = http_status
 
 
-def find_credentials() -> Credentials:
-    """Find credentials the way the client will, without any network call. Missing → EXIT_AUTH."""
-    token = os.environ.get("KAGGLE_API_TOKEN")
-    if token:
-        value = Path(token).read_text().strip() if Path(token).is_file() else token
-        return Credentials("KAGGLE_API_TOKEN", None, (value,) if value else ())
-    for name in ("access_token", "access_token.txt"):
-        path = Path(os.path.expanduser("~/.kaggle")) / name
-        if path.is_file() and path.read_text().strip():
-            return Credentials(str(path), None, (path.read_text().strip(),))
-    cfg = config_dir() / "kaggle.json"
-    file_values: dict[str, Any] = {}
-    if cfg.is_file():
-        try:
-            import json
-
-            file_values = json.loads(cfg.read_text(encoding="utf-8") or "{}") or {}
-        except (OSError, ValueError) as exc:
-            raise TunixRtError(f"{cfg}: unreadable kaggle.json ({type(exc).__name__}); "
-                               + WHERE_CREDENTIALS.format(config_dir=cfg.parent), EXIT_AUTH) from exc
-    user = os.environ.get("KAGGLE_USERNAME") or file_values.get("username")
-    key = os.environ.get("KAGGLE_KEY") or file_values.get("key")
-    if user and key:
-        source = "KAGGLE_USERNAME/KAGGLE_KEY" if os.environ.get("KAGGLE_KEY") else str(cfg)
-        return Credentials(source, str(user), (str(key),))
-    oauth = Path(os.path.expanduser("~/.kaggle/credentials.json"))
-    if oauth.is_file():
-        return Credentials(str(oauth), None, ())
-    raise TunixRtError("no Kaggle credentials found: " + WHERE_CREDENTIALS.format(config_dir=config_dir()),
-                       EXIT_AUTH)
+def not_visible_error(ref: str, http_status: int, user: str | None, version: int | None = None) -> TunixRtError:
+    """The one-line error for a kernel this account cannot see, outside the windows where that is expected.
+    Never "check your credentials": those were verified (exit 4 is for them)."""
+    what = f"{ref} v{version}" if version else ref
+    who = f"the account {user!r}" if user else "this account"
+    return TunixRtError(f"Kaggle answers HTTP {http_status} for {what}: {who} cannot see that kernel "
+                        "(wrong owner or slug in --kernel-id, or a private kernel of someone else)", EXIT_USAGE)
 
 
 @contextlib.contextmanager
@@ -126,33 +108,77 @@ def _kaggle_api_class() -> type:
     return KaggleApi
 
 
-class _TimeoutAdapter(HTTPAdapter):
-    """Gives every request a (connect, read) timeout unless the caller passed one."""
+class CallCounter:
+    """Requests sent, from any thread (the log-stream watcher shares nothing else with the poll loop)."""
 
-    def __init__(self, timeout: tuple[float, float]) -> None:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.value = 0
+
+    def add(self, n: int = 1) -> None:
+        with self._lock:
+            self.value += n
+
+
+class _TimeoutAdapter(HTTPAdapter):
+    """Gives every request a (connect, read) timeout unless the caller passed one, and counts it."""
+
+    def __init__(self, timeout: tuple[float, float], counter: CallCounter) -> None:
         super().__init__(max_retries=0)  # retries are ours (retry.py), not urllib3's
         self._timeout = timeout
+        self._counter = counter
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self._timeout
+        self._counter.add()
         return super().send(request, **kwargs)
 
 
-def _make_api(timeout: tuple[float, float]) -> Any:
+_STREAM_END = threading.local()  # set by the SSE/blob readers below, read by LogStream (same thread)
+
+
+def _make_api(timeout: tuple[float, float], counter: CallCounter) -> Any:
     base = _kaggle_api_class()
 
     class TimedKaggleApi(base):  # type: ignore[misc,valid-type]
-        """KaggleApi whose SDK sessions carry socket timeouts (the SDK sets none)."""
+        """KaggleApi whose SDK sessions carry socket timeouts and a request counter."""
 
         def build_kaggle_client(self):  # noqa: ANN202 - the SDK's own type
             client = super().build_kaggle_client()
             http_client = client.http_client()
             http_client._init_session()  # create the session now, so the adapter is on it for every call
-            adapter = _TimeoutAdapter(timeout)
+            adapter = _TimeoutAdapter(timeout, counter)
             http_client._session.mount("http://", adapter)
             http_client._session.mount("https://", adapter)
+            values = self.config_values
+            if str(values.get(self.CONFIG_NAME_AUTH_METHOD)) == "LEGACY_API_KEY" and values.get("key"):
+                # The client fell back to the legacy key because the token was not accepted, but kagglesdk's
+                # _try_fill_auth (kaggle_http_client.py) picks the token up from the environment again and
+                # would send it as Bearer. Send what the client chose.
+                http_client._session.auth = (values.get(self.CONFIG_NAME_USER), values.get("key"))
             return client
+
+        def _iter_sse_events(self, response):  # noqa: ANN001, ANN202 - the client's own signature
+            """The client's SSE reader stops at ``END_OF_LOG`` and also when the connection just ends;
+            remember which (a stream that ends without it was cut: kaggle-cli PR #999)."""
+            original = response.iter_lines
+            sentinel = self._LOG_STREAM_END_SENTINEL
+
+            def lines(*args: Any, **kwargs: Any) -> Iterator[Any]:
+                for raw in original(*args, **kwargs):
+                    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+                    if text and text.startswith("data:") and text[len("data:"):].strip() == sentinel:
+                        _STREAM_END.finished = True
+                    yield raw
+
+            response.iter_lines = lines
+            yield from super()._iter_sse_events(response)
+
+        def _iter_blob_lines(self, response):  # noqa: ANN001, ANN202
+            """A non-SSE answer is the finished session's persisted log (kernels_logs_stream docstring)."""
+            yield from super()._iter_blob_lines(response)
+            _STREAM_END.finished = True
 
     api = TimedKaggleApi()
     # The class computed these at import, under the contained environment; use the real one.
@@ -172,25 +198,66 @@ def platform_for(url: str | None) -> str:
     return "emulator"
 
 
+@dataclass(frozen=True)
+class KernelInfo:
+    """What GetKernel says about a kernel (``current_version`` may lag: see kernel_versions.py)."""
+
+    title: str
+    current_version: int
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    size: int
+    sha256: str
+
+
+class LogStream:
+    """One connection to the kernel's live log stream (``kernels_logs_stream``). Iterate it for events;
+    afterwards ``finished`` says whether it ended with ``END_OF_LOG`` or the finished session's blob (the
+    session is over) rather than being cut."""
+
+    def __init__(self, api: Any, ref: str, version: int) -> None:
+        self._api, self._ref, self._version = api, ref, version
+        self.finished = False
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        _STREAM_END.finished = False
+        # No stdout redirect here: this runs in the watcher thread, and redirect_stdout is process-wide.
+        yield from self._api.kernels_logs_stream(f"{self._ref}/{self._version}")
+        self.finished = bool(getattr(_STREAM_END, "finished", False))
+
+
 class KaggleClient:
     """One authenticated ``KaggleApi`` plus the retry policy; every method is one retried API call."""
 
     def __init__(self, api: Any, credentials: Credentials, policy: retry.RetryPolicy,
-                 warn: Callable[[str], None]) -> None:
+                 warn: Callable[[str], None], counter: CallCounter | None = None) -> None:
         self.api = api
         self.credentials = credentials
         self.policy = policy
         self._warn = warn
         self.redactor = Redactor(credentials.secrets)
-        self.calls = 0  # API calls made (each retry counts)
+        self.counter = counter or CallCounter()
+        self.quota_answer: Any = None  # the verification call's answer, reused by the quota pre-flight
+        self.quota_problem: str | None = None  # why the quota could not be read (warned once)
+        self.sign_in_calls = 0  # requests connect() spent (authentication, the credential check)
+
+    @property
+    def calls(self) -> int:
+        """Requests sent so far (each retry, the sign-in and every log-stream connection count)."""
+        return self.counter.value
+
+    @property
+    def username(self) -> str | None:
+        return self.credentials.username
 
     def warn(self, message: str) -> None:
         self._warn(self.redactor.redact(message))
 
     def _call(self, fn: Callable[..., Any], *args: Any, what: str,
               retry_if: Callable[[BaseException], bool] = retry.is_transient, **kwargs: Any) -> Any:
-        def counted(*a: Any, **k: Any) -> Any:
-            self.calls += 1
+        def quiet(*a: Any, **k: Any) -> Any:
             sink = io.StringIO()
             try:
                 with contextlib.redirect_stdout(sink):  # the SDK prints warnings; keep stdout ours
@@ -200,8 +267,53 @@ class KaggleClient:
                     if line.strip():
                         self.warn(f"kaggle: {line.strip()}")
 
-        return retry.call(counted, *args, what=what, policy=self.policy, retry_if=retry_if,
-                          on_retry=self.warn, **kwargs)
+        try:
+            return retry.call(quiet, *args, what=what, policy=self.policy, retry_if=retry_if,
+                              on_retry=self.warn, **kwargs)
+        except TunixRtError as exc:
+            if exc.exit_code == EXIT_AUTH:  # a 401: name the credentials really used
+                raise TunixRtError(f"{what}: Kaggle rejected the credentials from {self.credentials.source} "
+                                   f"(HTTP 401); {creds_mod.where_to_put_them()}", EXIT_AUTH) from exc
+            raise
+
+    def _rpc(self, call: Callable[[Any], Any], *, what: str, visible: bool = False) -> Any:
+        """``call(sdk_client)`` under the retry policy. ``visible``: 403/404 raise :class:`NotVisible`."""
+
+        def once() -> Any:
+            with self.api.build_kaggle_client() as client:
+                return call(client)
+
+        try:
+            return self._call(once, what=what)
+        except requests.HTTPError as exc:
+            status = retry.http_status(exc)
+            if visible and status in NOT_VISIBLE:
+                raise NotVisible(what, int(status or 0)) from exc
+            raise
+
+    # --- credentials ----------------------------------------------------------------------------------
+    def verify_credentials(self) -> None:
+        """The one credential check. A token was checked by the client's IntrospectToken at sign-in (and
+        OAuth by its token refresh); a legacy key is checked with the account's own quota, where a 401/403
+        can only mean the key is rejected. Any other failure (network, unsupported endpoint): warn, go on."""
+        if self.credentials.kind != creds_mod.LEGACY:
+            return
+        try:
+            self.quota_answer = self.quota()
+        except TunixRtError as exc:
+            if exc.exit_code == EXIT_AUTH:
+                raise
+            self.quota_problem = exc.message
+        except requests.HTTPError as exc:
+            status = retry.http_status(exc)
+            if status in (401, 403):
+                raise TunixRtError(f"Kaggle rejected the legacy API key from {self.credentials.source} "
+                                   f"(HTTP {status} on the account's own GPU/TPU quota); "
+                                   + creds_mod.where_to_put_them(), EXIT_AUTH) from exc
+            self.quota_problem = f"GetAcceleratorQuotaStatistics: {retry.describe(exc)}"
+        if self.quota_problem:
+            self.warn(f"could not check the credentials from {self.credentials.source} "
+                      f"({self.quota_problem}); going on")
 
     # --- kernels calls -------------------------------------------------------------------------------
     def push(self, folder: Path, *, timeout_s: int | None, machine_shape: str | None) -> Any:
@@ -211,95 +323,124 @@ class KaggleClient:
                           acc=machine_shape, what="push (SaveKernel)", retry_if=retry.never_sent)
 
     def status(self, kernel_ref: str, version: int | None) -> tuple[str, str]:
-        """GetKernelSessionStatus of ``owner/slug/vN`` → (status name, failure message)."""
-        ref = f"{kernel_ref}/{version}" if version else kernel_ref
-        resp = self._call(self.api.kernels_status, ref, what=f"status of {ref}")
+        """GetKernelSessionStatus of ``owner/slug`` ``versionLabel vN`` → (status name, failure message).
+        Called through the SDK directly: ``kernels_status`` turns 401 and 403 alike into a ValueError."""
+        from kagglesdk.kernels.types.kernels_api_service import ApiGetKernelSessionStatusRequest
+
+        owner, slug = kernel_ref.split("/", 1)
+        request = ApiGetKernelSessionStatusRequest()
+        request.user_name, request.kernel_slug = owner, slug
+        if version:
+            request.version_label = f"v{version}"  # a bare number answers 404 (kaggle-cli PR #1201)
+        label = f"{kernel_ref}/v{version}" if version else kernel_ref
+        resp = self._rpc(lambda c: c.kernels.kernels_api_client.get_kernel_session_status(request),
+                         what=f"status of {label}", visible=True)
         status = getattr(resp.status, "name", str(resp.status))
         return status, resp.failure_message or ""
 
-    def current_version(self, kernel_ref: str) -> int:
-        """GetKernel → the kernel's current version number; 0 when the kernel does not exist yet."""
+    def get_kernel(self, kernel_ref: str, version: int | None = None) -> KernelInfo | None:
+        """GetKernel (of ``versionLabel vN`` when given) → title and ``currentVersionNumber``; None when
+        Kaggle answers 403/404 (the kernel or version does not exist, or this account cannot see it)."""
         from kagglesdk.kernels.types.kernels_api_service import ApiGetKernelRequest
 
         owner, slug = kernel_ref.split("/", 1)
-
-        def get() -> int:
-            with self.api.build_kaggle_client() as client:
-                request = ApiGetKernelRequest()
-                request.user_name = owner
-                request.kernel_slug = slug
-                response = client.kernels.kernels_api_client.get_kernel(request)
-            return int(getattr(response.metadata, "current_version_number", 0) or 0)
-
+        request = ApiGetKernelRequest()
+        request.user_name, request.kernel_slug = owner, slug
+        if version:
+            request.version_label = f"v{version}"  # PR #1201: version_label "v1" → version 1's source
+        what = f"GetKernel {kernel_ref}" + (f" v{version}" if version else "")
         try:
-            return int(self._call(get, what=f"GetKernel {kernel_ref}"))
-        except requests.HTTPError as exc:
-            if retry.http_status(exc) == 404:
-                return 0
-            raise TunixRtError(f"GetKernel {kernel_ref}: {retry.describe(exc)}", EXIT_API) from exc
+            resp = self._rpc(lambda c: c.kernels.kernels_api_client.get_kernel(request), what=what, visible=True)
+        except NotVisible:
+            return None
+        meta = resp.metadata
+        return KernelInfo(str(getattr(meta, "title", "") or ""),
+                          int(getattr(meta, "current_version_number", 0) or 0))
+
+    def current_version(self, kernel_ref: str) -> int:
+        """GetKernel → ``currentVersionNumber``; 0 when the kernel does not exist (or is not visible)."""
+        info = self.get_kernel(kernel_ref)
+        return info.current_version if info else 0
 
     def output_page(self, kernel_ref: str, version: int, page_token: str | None, page_size: int) -> Any:
         """One ListKernelSessionOutput page of ``owner/slug/vN`` (files, log, next_page_token)."""
         from kagglesdk.kernels.types.kernels_api_service import ApiListKernelSessionOutputRequest
 
         owner, slug = kernel_ref.split("/", 1)
+        request = ApiListKernelSessionOutputRequest()
+        request.user_name, request.kernel_slug = owner, slug
+        request.version_label = f"v{version}"
+        request.page_size = page_size
+        request.page_token = page_token or ""
+        return self._rpc(lambda c: c.kernels.kernels_api_client.list_kernel_session_output(request),
+                         what=f"output list of {kernel_ref}/v{version}", visible=True)
 
-        def page() -> Any:
-            with self.api.build_kaggle_client() as client:
-                request = ApiListKernelSessionOutputRequest()
-                request.user_name = owner
-                request.kernel_slug = slug
-                request.version_label = f"v{version}"
-                request.page_size = page_size
-                request.page_token = page_token or ""
-                return client.kernels.kernels_api_client.list_kernel_session_output(request)
+    def quota(self) -> Any:
+        """GetAcceleratorQuotaStatistics (the client's ``quota_view``, kaggle-cli PR #1029): the weekly
+        GPU/TPU quota, time used/reserved/allowed, refresh time."""
+        return self._call(self.api.quota_view, what="GetAcceleratorQuotaStatistics")
 
-        return self._call(page, what=f"output list of {kernel_ref}/v{version}")
+    def model_instance(self, instance: str) -> Any:
+        """GetModelInstance of ``owner/model/framework/instance`` (the client's ``model_instance_get``)."""
+        return self._call(self.api.model_instance_get, instance, what=f"GetModelInstance {instance}")
 
-    def download(self, url: str, dest: Path) -> int:
-        """GET one output file (streamed) into ``dest`` atomically; returns its size. Retried."""
+    def download(self, url: str, dest: Path, name: str | None = None) -> Downloaded:
+        """GET one output file (streamed) into ``dest`` atomically; its size and sha256. Retried when the
+        network fails or the body comes short; a 400/403 (an expired signed URL) raises :class:`UrlExpired`."""
         timeout = (self.policy.connect_timeout_s, self.policy.call_timeout_s)
+        label = name or dest.name
 
-        def get() -> int:
-            self.calls += 1
+        def get() -> Downloaded:
+            self.counter.add()
             with requests.get(url, stream=True, timeout=timeout) as response:
                 response.raise_for_status()
+                expected = response.headers.get("Content-Length")
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-                size = 0
+                size, digest = 0, hashlib.sha256()
                 try:
                     with os.fdopen(fd, "wb") as fh:
                         for chunk in response.iter_content(chunk_size=1 << 20):
                             fh.write(chunk)
+                            digest.update(chunk)
                             size += len(chunk)
+                    if expected is not None and expected.isdigit() and int(expected) != size:
+                        raise requests.exceptions.ChunkedEncodingError(
+                            f"short body: {size} of {expected} bytes")
                     os.replace(tmp, dest)
                 except BaseException:
                     Path(tmp).unlink(missing_ok=True)
                     raise
-            return size
+            return Downloaded(size, digest.hexdigest())
 
         try:
-            return int(retry.call(get, what=f"download {dest.name}", policy=self.policy, on_retry=self.warn))
+            return retry.call(get, what=f"download {label}", policy=self.policy, on_retry=self.warn)
         except requests.HTTPError as exc:
-            raise TunixRtError(f"download {dest.name}: {retry.describe(exc)}", EXIT_API) from exc
+            status = retry.http_status(exc)
+            if status in EXPIRED_URL:
+                raise UrlExpired(label, int(status or 0)) from exc
+            raise TunixRtError(f"download {label}: {retry.describe(exc)}", EXIT_API) from exc
 
-    def log_stream(self, kernel_ref: str, version: int) -> Iterator[dict[str, Any]]:
-        """The live log stream (SSE) of ``owner/slug/vN``; it ends when the session ends. Not retried."""
-        self.calls += 1
-        return iter(self.api.kernels_logs_stream(f"{kernel_ref}/{version}"))
+    def log_stream(self, kernel_ref: str, version: int) -> LogStream:
+        """One connection to the live log stream (SSE) of ``owner/slug/vN``. Not retried: the watcher
+        (log_stream.py) reconnects."""
+        return LogStream(self.api, kernel_ref, version)
 
 
 def connect(*, policy: retry.RetryPolicy | None = None, warn: Callable[[str], None] | None = None,
-            read_timeout_s: float | None = None) -> KaggleClient:
-    """Find credentials (no network), import kaggle with its side effects contained, authenticate.
+            read_timeout_s: float | None = None, verify: bool = True) -> KaggleClient:
+    """Find credentials (no network), import kaggle with its side effects contained, authenticate, and
+    (``verify``) check the credentials once (:meth:`KaggleClient.verify_credentials`).
 
-    Missing or rejected credentials → :class:`TunixRtError` with :data:`EXIT_AUTH`.
+    Missing or rejected credentials → :class:`TunixRtError` with :data:`EXIT_AUTH`, naming their source.
     """
     policy = policy or retry.RetryPolicy.from_env()
     warn = warn or (lambda msg: print(f"warning: {msg}", file=sys.stderr))
-    creds = find_credentials()
-    api = _make_api((policy.connect_timeout_s, read_timeout_s or policy.call_timeout_s))
+    found = find_credentials()
+    counter = CallCounter()
+    api = _make_api((policy.connect_timeout_s, read_timeout_s or policy.call_timeout_s), counter)
     sink = io.StringIO()
+    redactor = Redactor(found.secrets)
 
     def authenticate() -> None:
         with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
@@ -308,10 +449,24 @@ def connect(*, policy: retry.RetryPolicy | None = None, warn: Callable[[str], No
     try:
         retry.call(authenticate, what="authenticate", policy=policy, on_retry=warn)
     except SystemExit as exc:
-        raise TunixRtError(f"Kaggle did not accept the credentials from {creds.source}; "
-                           + WHERE_CREDENTIALS.format(config_dir=config_dir()), EXIT_AUTH) from exc
+        tried = found.source + (f" and then {found.fallback}" if found.fallback else "")
+        detail = " (an API token that is expired or revoked?)" if found.kind == creds_mod.TOKEN else ""
+        raise TunixRtError(f"Kaggle did not accept the credentials from {tried}{detail}; "
+                           + creds_mod.where_to_put_them(), EXIT_AUTH) from exc
+    except TunixRtError as exc:
+        if exc.exit_code == EXIT_AUTH:
+            raise TunixRtError(f"Kaggle rejected the credentials from {found.source} (HTTP 401); "
+                               + creds_mod.where_to_put_them(), EXIT_AUTH) from exc
+        raise
     for line in sink.getvalue().splitlines():
         if "readable by other users" in line:
-            warn(Redactor(creds.secrets).redact(line.strip()))
-    return KaggleClient(api, creds, policy, warn)
-
+            warn(redactor.redact(line.strip()))
+    used = creds_mod.source_used(api, found)
+    if found.kind == creds_mod.TOKEN and used.kind != creds_mod.TOKEN:
+        warn(f"Kaggle did not accept the API token from {found.source} (expired or revoked?); using "
+             f"{used.source} instead, as the kaggle client does")
+    client = KaggleClient(api, used, policy, warn, counter)
+    if verify:
+        client.verify_credentials()
+    client.sign_in_calls = client.calls
+    return client

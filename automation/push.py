@@ -1,20 +1,30 @@
 """Push a run's bundle to Kaggle exactly once (SaveKernel through the real client).
 
+Before anything is written to the run directory: the kernel id (kernel_id.py: refused with the canonical
+slug when it is not one), the credentials (kaggle_client.connect: missing → exit 4, checked once with a
+call where a 401/403 can only mean bad credentials) and the pre-flight checks (preflight.py: owner, weekly
+quota, model sources). A refused push leaves no ``bundle/`` or ``run_state.json`` behind.
+
 Never twice for one run:
 
 * a run whose state already holds a version is not pushed again (we say so and return it);
-* before pushing we record the version Kaggle had (GetKernel ``currentVersionNumber``, 0 for a new kernel)
-  as ``kaggle.push_attempt`` in run_state.json, atomically;
+* before pushing we find the real latest version (kernel_versions.look_up: GetKernel, then ``v<N+1>``…
+  asked for directly, because ``currentVersionNumber`` may lag until a session ends; a 403/404 on a kernel
+  never pushed means "does not exist yet", Kaggle answering 403 for kernels it does not show, PR #1201) and
+  record it as ``kaggle.push_attempt`` in run_state.json, atomically;
 * the push itself is retried only when it certainly never reached Kaggle (connection refused / not
   opened, or a 429); after an ambiguous failure (5xx, read timeout, a connection dropped after sending)
-  we ask GetKernel whether the version after the recorded one exists and adopt it if so; only when it
-  does not do we push again. A crash mid-push leaves ``push_attempt``, so the next ``push`` does the same
-  check first.
+  we ask for ``v<previous+1>`` itself (kernel_versions.landed, a few spaced looks: a new version may not be
+  visible at once) and adopt it if it is there; only when it is not do we push again. A crash mid-push
+  leaves ``push_attempt``, so the next ``push`` does the same check first.
+
+The title: a new kernel gets its slug (Kaggle derives the slug from the title); an existing kernel keeps
+its title (a different one would rename it, kaggle-cli docs/kernels_metadata.md).
 
 Exit codes: a non-empty ``error`` in the SaveKernel answer (Kaggle refused: quota, concurrency, "Notebook
-not found") → 5 (EXIT_API, as for any server-side failure); any ``invalid*Sources`` → 2 (EXIT_USAGE: the
-config names a dataset/model Kaggle does not know; the version it created runs without it, so it is
-recorded and the run directory is spent).
+not found", an unknown machine shape) → 5 (EXIT_API, as for any server-side failure); any
+``invalid*Sources`` → 2 (EXIT_USAGE: the config names a dataset/model Kaggle does not know; the version it
+created runs without it, so it is recorded and the run directory is spent).
 """
 
 from __future__ import annotations
@@ -31,7 +41,8 @@ from typing import Any
 
 import requests
 
-from . import accelerators, retry, runstate
+from . import accelerators, kernel_versions, preflight, retry, runstate
+from . import kernel_id as kernel_id_rule
 from .errors import EXIT_API, EXIT_USAGE, TunixRtError
 from .fsutil import sha256_file, write_json_atomic
 from .kaggle_client import KaggleClient, platform_for
@@ -57,6 +68,7 @@ class PushOptions:
     session_timeout: int | None = None
     public: bool = False
     no_internet: bool = False
+    ignore_quota: bool = False
 
 
 def utc_now() -> str:
@@ -64,12 +76,8 @@ def utc_now() -> str:
 
 
 def check_kernel_id(kernel_id: str) -> str:
-    parts = kernel_id.strip().split("/")
-    if len(parts) != 2 or not all(parts) or any(c.isspace() for c in kernel_id):
-        raise TunixRtError(f"--kernel-id {kernel_id!r}: expected OWNER/SLUG (e.g. alice/tunix-rt-gemma3)")
-    if len(parts[1]) < 5:
-        raise TunixRtError(f"--kernel-id {kernel_id!r}: Kaggle wants a slug of at least five characters")
-    return kernel_id.strip()
+    """The one kernel-id rule (kernel_id.py)."""
+    return kernel_id_rule.check(kernel_id)
 
 
 def resolve_accelerator(name: str, reporter: Reporter) -> accelerators.Accelerator:
@@ -102,8 +110,10 @@ def _prepare_bundle(run_dir: Path, opts: PushOptions, accel: accelerators.Accele
     return dest
 
 
-def apply_metadata(bundle: Path, opts: PushOptions, accel: accelerators.Accelerator) -> dict[str, Any]:
-    """Set kernel-metadata.json from the flags (atomically) and return it."""
+def apply_metadata(bundle: Path, opts: PushOptions, accel: accelerators.Accelerator,
+                   title: str | None = None) -> dict[str, Any]:
+    """Set kernel-metadata.json from the flags (atomically) and return it. ``title``: the existing kernel's
+    title (kept, so the push does not rename it); None for a new kernel, whose title is its slug."""
     path = bundle / METADATA
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
@@ -116,7 +126,9 @@ def apply_metadata(bundle: Path, opts: PushOptions, accel: accelerators.Accelera
     slug = opts.kernel_id.split("/", 1)[1]
     meta["id"] = opts.kernel_id
     meta.pop("id_no", None)
-    meta["title"] = slug  # the client warns when slugify(title) != slug, and wants >= 5 characters
+    # A new kernel: the slug itself, so the slug Kaggle derives from the title is ours (the client warns when
+    # slugify(title) != slug and wants >= 5 characters). An existing one keeps its title (no rename).
+    meta["title"] = title or slug
     for key in ("machine_shape", "docker_image", "docker_image_pinning_type"):
         meta.pop(key, None)
     meta.update(accel.metadata_fields())  # TPU: no docker image pin at all (kaggle-cli #1197)
@@ -176,13 +188,39 @@ def _invalid_sources(resp: Any) -> list[str]:
     return bad
 
 
+def _check_bundle_folder(opts: PushOptions) -> None:
+    """``--bundle DIR`` must hold kernel-metadata.json (read only: nothing is written yet)."""
+    if opts.bundle and not (Path(opts.bundle) / METADATA).is_file():
+        raise TunixRtError(f"--bundle {opts.bundle}: no {METADATA} in that folder")
+
+
+class _NewPaths:
+    """What this push creates in the run directory before its last pre-flight check (the model sources,
+    which needs the built bundle): removed again when that check refuses, so nothing is left behind."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.had_dir = run_dir.exists()
+        self.had_bundle = (run_dir / runstate.BUNDLE_DIR).exists()
+        self.had_state = runstate.state_path(run_dir).exists()
+
+    def remove(self) -> None:
+        if not self.had_dir:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+            return
+        if not self.had_bundle:
+            shutil.rmtree(self.run_dir / runstate.BUNDLE_DIR, ignore_errors=True)
+        if not self.had_state:
+            runstate.state_path(self.run_dir).unlink(missing_ok=True)
+
+
 def push(run_dir: Path, opts: PushOptions, client_factory: Any, reporter: Reporter) -> dict[str, Any]:
     """Push the run's bundle once; returns the run state's ``kaggle`` block. See the module docstring."""
     run_dir = Path(run_dir)
-    kernel_id = check_kernel_id(opts.kernel_id)
+    kernel_id = check_kernel_id(opts.kernel_id)  # before any call and any file
     opts = PushOptions(**{**opts.__dict__, "kernel_id": kernel_id})
     accel = resolve_accelerator(opts.accelerator, reporter)
-    state = runstate.load(run_dir)
+    state = runstate.load(run_dir)  # reads only; an absent file stays absent
     kaggle = state.get("kaggle") or {}
     if kaggle.get("version_number"):
         if kaggle.get("kernel_ref") and kaggle["kernel_ref"] != kernel_id:
@@ -194,32 +232,50 @@ def push(run_dir: Path, opts: PushOptions, client_factory: Any, reporter: Report
                        "not pushing again (one push per run)", kernel_ref=kaggle["kernel_ref"],
                        version_number=kaggle["version_number"])
         return kaggle
-
-    bundle = _prepare_bundle(run_dir, opts, accel)
-    meta = apply_metadata(bundle, opts, accel)
-    _record_bundle(run_dir, bundle, meta)
+    _check_bundle_folder(opts)
     session_s = opts.session_timeout or DEFAULT_SESSION_S[accel.kind]
 
-    client: KaggleClient = client_factory()
+    client: KaggleClient = client_factory()  # credentials: missing/rejected → exit 4, nothing written
     reporter.add_secrets(client.credentials.secrets)
+    preflight.check_owner(kernel_id, client)
+    if accel.kind != "cpu":
+        preflight.check_quota(client, accel.kind, session_s, ignore=opts.ignore_quota, warn=reporter.warn)
     pending = kaggle.get("push_attempt")
     if pending and pending.get("kernel_ref") == kernel_id:
-        previous = int(pending["previous_version"])
-        landed = _landed_version(client, kernel_id, previous)
+        landed = kernel_versions.landed(client, kernel_id, int(pending["previous_version"]),
+                                        client.policy.sleep, _landing_spacing(client))
         if landed:
-            reporter.warn(f"an earlier push of this run reached Kaggle as v{landed}; using it")
+            reporter.warn(f"an earlier push of this run reached Kaggle as v{landed}; not pushing again")
             return _record_success(run_dir, opts, accel, session_s, landed, _kernel_url(kernel_id), None,
                                    reporter)
-    else:
-        previous = client.current_version(kernel_id)
+    kernel = kernel_versions.look_up(client, kernel_id)
+    previous = kernel.latest
+
+    created = _NewPaths(run_dir)
+    try:
+        bundle = _prepare_bundle(run_dir, opts, accel)
+        meta = apply_metadata(bundle, opts, accel, title=kernel.title if kernel.exists else None)
+        if accel.kind != "cpu":
+            preflight.check_model_sources(client, list(meta.get("model_sources") or []), reporter.warn)
+    except TunixRtError:
+        created.remove()
+        raise
+    _record_bundle(run_dir, bundle, meta)
     state = runstate.load(run_dir)
-    state.setdefault("kaggle", {})["push_attempt"] = {"kernel_ref": kernel_id, "previous_version": previous,
-                                                     "started_at": utc_now()}
+    state.setdefault("kaggle", {})["push_attempt"] = {
+        "kernel_ref": kernel_id, "previous_version": previous, "kernel_existed": kernel.exists,
+        "reported_current_version": kernel.reported, "started_at": utc_now()}
     runstate.save(run_dir, state)
-    where = f"Kaggle has v{previous}" if previous else "a new kernel"
+    if not kernel.exists:
+        where = "a new kernel (Kaggle does not show it yet)"
+    elif kernel.reported != previous:
+        where = f"Kaggle has v{previous} (currentVersionNumber still says v{kernel.reported})"
+    else:
+        where = f"Kaggle has v{previous}"
     shape = accel.machine_shape or "CPU"
     reporter.event("push_started", f"pushing {kernel_id} ({accel.name}: {shape}); {where}",
-                   kernel_ref=kernel_id, previous_version=previous, machine_shape=accel.machine_shape)
+                   kernel_ref=kernel_id, previous_version=previous, machine_shape=accel.machine_shape,
+                   kernel_existed=kernel.exists)
 
     last: BaseException | None = None
     for attempt in range(1, PUSH_ATTEMPTS + 1):
@@ -242,9 +298,9 @@ def push(run_dir: Path, opts: PushOptions, client_factory: Any, reporter: Report
             last = exc
         else:
             return _handle_response(run_dir, opts, accel, session_s, resp, reporter)
-        reporter.warn(f"push outcome unknown ({retry.describe(last)}); "
-                      f"checking whether v{previous + 1} exists")
-        landed = _landed_version(client, kernel_id, previous)
+        reporter.warn(f"push outcome unknown ({retry.describe(last)}); asking Kaggle for v{previous + 1} itself")
+        landed = kernel_versions.landed(client, kernel_id, previous, client.policy.sleep,
+                                        _landing_spacing(client))
         if landed:
             reporter.warn(f"the push reached Kaggle as v{landed}; not pushing again")
             return _record_success(run_dir, opts, accel, session_s, landed, _kernel_url(kernel_id), None,
@@ -253,13 +309,12 @@ def push(run_dir: Path, opts: PushOptions, client_factory: Any, reporter: Report
             client.policy.sleep(min(client.policy.max_wait_s, client.policy.base_s * 2 ** attempt))
     runstate.mark_stage(run_dir, "push", "failed", error=retry.describe(last) if last else "")
     raise TunixRtError(f"push of {kernel_id} failed {PUSH_ATTEMPTS} times ({retry.describe(last)}); "
-                       f"Kaggle has no new version (still v{previous}), so it is safe to run push again",
-                       EXIT_API)
+                       f"Kaggle shows no v{previous + 1}, so it is safe to run push again", EXIT_API)
 
 
-def _landed_version(client: KaggleClient, kernel_id: str, previous: int) -> int | None:
-    current = client.current_version(kernel_id)
-    return current if current > previous else None
+def _landing_spacing(client: KaggleClient) -> float:
+    """How far apart the "is v<N+1> there?" looks are: 5 s, then 10 s with the default policy."""
+    return 5.0 * client.policy.base_s
 
 
 def _clear_attempt(run_dir: Path) -> None:

@@ -1,11 +1,13 @@
 """The one retry policy every Kaggle API call goes through (tenacity).
 
-What is retried: HTTP 429 (waiting what ``Retry-After`` asks, else a fallback), 5xx (and 408), dropped
-connections (``requests.ConnectionError``, ``ChunkedEncodingError``, ``http.client.RemoteDisconnected``,
-urllib3 ``ProtocolError``) and timeouts. Never retried: 400/401/403/404 and anything else — those are
-answers, not accidents. kaggle 2.2.5 turns a 401/403 on status/output into a ``ValueError("Cannot access
-kernel …")``; that maps to :data:`EXIT_AUTH`. Waits are exponential with full jitter, bounded by a number
-of attempts and a total time; then the call fails with :data:`EXIT_API`.
+What is retried: HTTP 429 (waiting what ``Retry-After`` asks, else a fallback: Kaggle does not always
+send it, and its value is not reliable, kaggle-cli #938), 5xx (and 408; #1053), dropped connections
+(``requests.ConnectionError``, ``ChunkedEncodingError``, ``http.client.RemoteDisconnected``, urllib3
+``ProtocolError``) and timeouts. Never retried: 400/401/403/404 and anything else — those are answers,
+not accidents. A 401 maps to :data:`EXIT_AUTH` (unauthenticated: the credentials). A 403 is **not**
+mapped here: Kaggle answers 403 for a kernel the caller cannot see, existing or not (kaggle-cli PR #1201,
+kaggle-api #548), so only the caller knows what it means (kaggle_client.py). Waits are exponential with
+full jitter, bounded by a number of attempts and a total time; then the call fails with :data:`EXIT_API`.
 
 The per-call deadline is not here: the SDK sends with no HTTP timeout, so :mod:`tunix_rt.kaggle_client`
 mounts an adapter with socket timeouts on every session the SDK opens (see there for why not a thread).
@@ -201,9 +203,9 @@ def call(
 ) -> T:
     """Run ``fn(*args, **kwargs)`` under the policy; ``what`` names the call in messages.
 
-    Raises :class:`TunixRtError` with :data:`EXIT_AUTH` for rejected credentials and :data:`EXIT_API` once
-    retries are spent. Other exceptions (400/404 ``HTTPError``, ``ValueError`` from the SDK's own checks)
-    propagate unchanged so callers can treat e.g. a 404 as an answer.
+    Raises :class:`TunixRtError` with :data:`EXIT_AUTH` for a 401 and :data:`EXIT_API` once retries are
+    spent. Other exceptions (400/403/404 ``HTTPError``, ``ValueError`` from the SDK's own checks) propagate
+    unchanged so callers can treat e.g. a 403 on a kernel as an answer.
     """
     policy = policy or RetryPolicy.from_env()
 
@@ -224,16 +226,10 @@ def call(
     )
     try:
         return retrying(fn, *args, **kwargs)
-    except ValueError as exc:
-        if "Cannot access kernel" in str(exc) or "Permission" in str(exc):
-            raise TunixRtError(f"{what}: Kaggle refused access (401/403): check the credentials and that "
-                               "the kernel id is yours", EXIT_AUTH) from exc
-        raise
     except requests.HTTPError as exc:
         status = http_status(exc)
-        if status in (401, 403):
-            raise TunixRtError(f"{what}: Kaggle rejected the credentials (HTTP {status}); check "
-                               "KAGGLE_USERNAME/KAGGLE_KEY or kaggle.json", EXIT_AUTH) from exc
+        if status == 401:
+            raise TunixRtError(f"{what}: Kaggle rejected the credentials (HTTP 401)", EXIT_AUTH) from exc
         if retry_if(exc):
             raise TunixRtError(f"{what} still failing after retries: {describe(exc)}", EXIT_API) from exc
         raise

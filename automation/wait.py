@@ -1,23 +1,27 @@
 """Wait for the pushed kernel version to finish: poll ``GetKernelSessionStatus`` of ``owner/slug/vN``.
 
-**Stale status.** We always ask for the pushed version (``versionLabel vN``), but right after a push the
-answer can still describe the previous session (kaggle-cli PR #1201; the emulator's ``--stale-polls``).
-A terminal status is accepted only once this version has been seen QUEUED/RUNNING (remembered in
-run_state ``kaggle.seen_active``, so a resumed wait keeps it) or once ``stale_grace_s`` (default 30 s)
-has passed since the push — a real Kaggle session needs longer than that to start, run and stop, so a
-COMPLETE earlier than that, never preceded by QUEUED/RUNNING, is the old session's. A 404 inside the same
-window means "not visible yet".
+**Stale status** (a defensive guess: no public source shows Kaggle answering the previous session for a
+``versionLabel`` it was asked about; kaggle-cli PR #1201 is about the CLI dropping the version, fixed in
+2.2.5). We always ask for the pushed version (``versionLabel vN``). A terminal status is accepted only
+once this version has been seen QUEUED/RUNNING/NEW_SCRIPT (remembered in run_state ``kaggle.seen_active``,
+so a resumed wait keeps it) or once ``stale_grace_s`` (default 30 s) has passed since the push — a real
+Kaggle session needs longer than that to start, run and stop.
+
+**Not visible yet.** Kaggle answers 403 (or 404) for a kernel or version it does not show the caller
+(kaggle-cli PR #1201; kaggle-api #548). Inside the same post-push window that means "not visible yet" and
+the poll goes on; outside it, the error names the kernel and says this account cannot see it (exit 2) —
+never "check your credentials": those were checked once at sign-in (kaggle_client.py).
 
 **Interval and budget.** Polls start at ``poll_min`` (5 s) and grow ×1.5 to ``poll_max`` (60 s). Polling
 alone cannot give both goals for a 9-hour run: completion seen ≤ 30 s after it happens needs polls ≤ 30 s
 apart whenever it might happen, i.e. 1080 calls, while ≤ 540 calls means 60 s apart. The cheap signal
-that breaks the tie is the kernel's live log stream (``kernels_logs_stream``, one long-lived request that
-ends with ``END_OF_LOG`` when the session ends): a watcher thread holds it open and wakes the poll loop
-the moment it ends, so detection takes one poll (about a second), and while it is live the status poll is
-only a safety net whose cap doubles (120 s). 9 h then costs ≈ 280 status calls plus the stream
-reconnects (at most one per 5 minutes, ≤ 108), under 540. Without the stream (disabled with
-``TUNIX_RT_LOG_STREAM=0``, refused, or unsupported) we fall back to plain polling: ≈ 545 calls and a lag
-≤ ``poll_max``. :func:`poll_calls` computes the status-call count for a duration.
+that breaks the tie is the kernel's live log stream (log_stream.py): it ends with ``END_OF_LOG`` when the
+session ends, so the loop polls at once and detection takes one poll; while the stream is in use the
+status poll is only a safety net whose cap doubles (120 s). Kaggle cuts idle streams after ~3 minutes and
+a reconnect costs one call (PR #999): with a cut every 180 s a 9-hour run costs ≈ 280 status calls + 180
+reconnects ≈ 460 calls, under 540 (``bench/wait_cost.py``). Without the stream (``TUNIX_RT_LOG_STREAM=0``,
+refused, or given up after 5 connections without progress) we fall back to plain polling: ≈ 545 calls and a
+lag ≤ ``poll_max``. :func:`poll_calls` computes the status-call count for a duration.
 
 **Deadline.** ``--timeout`` counts from this wait's start; the default is the push time + the session
 timeout + 30 min (queueing). Passing it → exit 3, state kept: ``tunix-rt wait`` again resumes the same
@@ -28,17 +32,15 @@ atomically after every status change.
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import requests
-
-from . import retry, runstate
-from .errors import EXIT_API, EXIT_KERNEL_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE, TunixRtError
-from .kaggle_client import KaggleClient
+from . import runstate
+from .errors import EXIT_KERNEL_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE, TunixRtError
+from .kaggle_client import KaggleClient, NotVisible, not_visible_error
+from .log_stream import LogStreamWatch
 from .progress import Reporter
 from .push import utc_now
 
@@ -46,8 +48,6 @@ TERMINAL = {"COMPLETE", "ERROR", "CANCEL_ACKNOWLEDGED"}
 ACTIVE = {"QUEUED", "RUNNING", "NEW_SCRIPT"}
 QUEUE_MARGIN_S = 30 * 60
 GROWTH = 1.5
-STREAM_RECONNECT_S = 300.0  # at most one log-stream (re)connect per 5 minutes
-STREAM_SERVED_S = 30.0  # a stream that dropped after serving this long is not a failure
 CANCEL_REQUESTED_POLLS = 3  # CANCEL_REQUESTED that stays put this many polls counts as terminal
 
 
@@ -88,55 +88,32 @@ def poll_calls(duration_s: float, poll_min: float = 5.0, cap: float = 60.0) -> i
     return calls
 
 
-class _LogStreamWatch:
-    """Holds the kernel's live log stream open in a daemon thread; ``ended`` is set when it finishes."""
-
-    def __init__(self, factory: Callable[[], KaggleClient], kernel_ref: str, version: int) -> None:
-        self.ended = threading.Event()
-        self.live = False
-        self.failures = 0
-        self.calls = 0
-        self._factory, self._ref, self._version = factory, kernel_ref, version
-        self._last_connect = -1e18
-        self._thread: threading.Thread | None = None
-
-    def maybe_start(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return
-        if self.failures >= 3 or time.monotonic() - self._last_connect < STREAM_RECONNECT_S:
-            return
-        self._last_connect = time.monotonic()
-        self.ended.clear()
-        self._thread = threading.Thread(target=self._run, name="tunix-rt-log-stream", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        opened = None
-        try:
-            client = self._factory()
-            stream = client.log_stream(self._ref, self._version)
-            self.calls += 1
-            self.live = True
-            opened = time.monotonic()
-            for _event in stream:
-                pass
-            self.ended.set()  # END_OF_LOG, or the finished session's blob
-        except Exception:  # unsupported, refused, dropped: polling carries on alone
-            # A stream that served for a while and then dropped (proxies cut long requests) is worth
-            # reopening; only streams that fail at once count towards giving up.
-            if opened is None or time.monotonic() - opened < STREAM_SERVED_S:
-                self.failures += 1
-        finally:
-            self.live = False
-
-
 def _status_or_none(client: KaggleClient, ref: str, version: int, in_grace: bool) -> tuple[str, str]:
     try:
         return client.status(ref, version)
-    except requests.HTTPError as exc:
-        if retry.http_status(exc) == 404 and in_grace:
+    except NotVisible as exc:
+        if in_grace:
             return "NOT_VISIBLE_YET", ""
-        raise TunixRtError(f"status of {ref}/v{version}: {retry.describe(exc)}", EXIT_API) from exc
+        raise not_visible_error(ref, exc.http_status, getattr(client, "username", None), version) from exc
+
+
+def _pause(until: float, watch: LogStreamWatch | None, client: KaggleClient, running: bool) -> bool:
+    """Sleep until ``until``; with a log stream, wake for its connections (reconnect after a cut when one is
+    due) and return True at once when it says the session ended."""
+    while True:
+        left = until - time.time()
+        if left <= 0:
+            return False
+        if watch is None:
+            client.policy.sleep(left)
+            return False
+        due = watch.due_in() if running else None
+        watch.signal.wait(left if due is None else min(left, due))
+        watch.signal.clear()
+        if watch.ended.is_set():
+            return True
+        if running:
+            watch.poke()
 
 
 def _save(run_dir: Any, **fields: Any) -> None:
@@ -170,18 +147,24 @@ def wait(run_dir: Any, opts: WaitOptions, client_factory: Callable[..., KaggleCl
     client = client_factory()
     reporter.add_secrets(client.credentials.secrets)
     seen_active = bool(kaggle.get("seen_active"))
-    watch = (_LogStreamWatch(stream_factory, ref, int(version))
+    watch = (LogStreamWatch(stream_factory, ref, int(version))
              if opts.log_stream and stream_factory is not None else None)
-    calls0 = int(kaggle.get("wait_api_calls") or 0) - client.calls  # a resumed wait keeps counting
+    # A resumed wait keeps counting; a fresh connection's sign-in (auth, credential check) counts too.
+    fresh = client.calls == getattr(client, "sign_in_calls", -1)
+    calls0 = int(kaggle.get("wait_api_calls") or 0) - (0 if fresh else client.calls)
     last_status, cancel_polls, k = kaggle.get("status"), 0, 0
     reporter.event("wait_started", f"waiting for {ref} v{version}", kernel_ref=ref, version_number=version,
                    deadline_in_s=round(deadline - start_wall, 1))
+
+    def count() -> int:
+        return calls0 + client.calls + (watch.calls if watch else 0)
+
     try:
         while True:
             now = time.time()
             in_grace = now - pushed < opts.stale_grace_s
             status, failure = _status_or_none(client, ref, int(version), in_grace)
-            calls = calls0 + client.calls + (watch.calls if watch else 0)
+            calls = count()
             if status in ACTIVE and not seen_active:
                 seen_active = True
                 _save(run_dir, seen_active=True)
@@ -198,28 +181,28 @@ def wait(run_dir: Any, opts: WaitOptions, client_factory: Callable[..., KaggleCl
                 last_status = status
             if terminal:
                 _save(run_dir, status=status, failure_message=failure or None, finished_at=utc_now(),
-                      wait_api_calls=calls)
+                      wait_api_calls=calls, **({"log_stream": watch.stats()} if watch else {}))
                 runstate.mark_stage(run_dir, "wait", "done", kaggle_status=status)
                 return _finish_result(runstate.load(run_dir)["kaggle"], reporter)
             if now >= deadline:
-                _save(run_dir, wait_api_calls=calls)
+                _save(run_dir, wait_api_calls=calls, **({"log_stream": watch.stats()} if watch else {}))
                 raise TunixRtError(
                     f"{ref} v{version} still {status} at the deadline ({round(now - start_wall)} s); the "
                     "kernel keeps running on Kaggle: run `tunix-rt wait` again to resume", EXIT_TIMEOUT)
-            if watch is not None and status == "RUNNING":  # before RUNNING there is no session to stream
-                watch.maybe_start()
-            cap = opts.poll_max * 2 if watch is not None and watch.live else opts.poll_max
+            running = status == "RUNNING"  # before RUNNING there is no session to stream
+            listening = watch is not None and not watch.ended.is_set()
+            if listening and running:
+                watch.poke()
+            cap = opts.poll_max * 2 if watch is not None and watch.in_use else opts.poll_max
             pause = min(interval(k, opts.poll_min, cap), max(0.0, deadline - time.time()))
             k += 1
             reporter.status_line(
                 f"{ref} v{version}  {status}  elapsed {_hms(time.time() - pushed)}  "
-                f"next poll in {pause:.{0 if pause >= 10 else 1}f} s  ({calls} calls)", key=status)
-            if watch is not None and watch.ended.wait(pause):
-                reporter.event("log_stream_ended", "the kernel's log stream ended; checking status now")
+                f"next poll in {pause:.{0 if pause >= 10 else 1}f} s  ({count()} calls)", key=status)
+            if _pause(time.time() + pause, watch if listening else None, client, running):
+                reporter.event("log_stream_ended", "the kernel's log stream ended; checking status now",
+                               **watch.stats())  # type: ignore[union-attr]
                 k = 0  # the session is ending: poll fast until the status flips
-                watch.ended.clear()
-            elif watch is None:
-                client.policy.sleep(pause) if pause > 0 else None
     finally:
         reporter.close_status()
 

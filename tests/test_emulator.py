@@ -295,13 +295,29 @@ def test_both_path_forms_and_absolute_form_proxy_requests(kaggle_emulator):
     assert kaggle_emulator.calls("GetKernelSessionStatus")[-1].host == "localhost"
 
 
-def test_unknown_kernel_or_version_is_404(kaggle_emulator):
+def test_hidden_kernel_is_403_unknown_version_404_and_the_old_404_behind_a_flag(kaggle_emulator, kaggle_api):
+    """Kaggle answers 403 for a kernel the caller cannot see, existing or not (kaggle-cli PR #1201's table);
+    a version that is not there of a kernel the caller sees answers 404 (a bare "1" too)."""
     kaggle_emulator.seed_version("alice", "kern-one")
-    for body in ({"userName": "alice", "kernelSlug": "nope"},
-                 {"userName": "alice", "kernelSlug": "kern-one", "versionLabel": "v9"},
-                 {"userName": "alice", "kernelSlug": "kern-one", "versionLabel": "1"}):
+    kaggle_emulator.seed_version("bob", "private-kern")  # someone else's private kernel
+    for body in ({"userName": "alice", "kernelSlug": "nope"}, {"userName": "bob", "kernelSlug": "private-kern"}):
+        got = requests.post(kaggle_emulator.url + STATUS_RPC, json=body, headers=_basic(), timeout=10)
+        assert got.status_code == 403 and got.json() == {"code": 403,
+                                                         "message": "Permission 'kernels.get' was denied"}
+    for label in ("v9", "1"):
+        body = {"userName": "alice", "kernelSlug": "kern-one", "versionLabel": label}
         got = requests.post(kaggle_emulator.url + STATUS_RPC, json=body, headers=_basic(), timeout=10)
         assert got.status_code == 404 and got.json()["code"] == 404
+    # The real client turns that 403 into its "wrong kernel slug" ValueError, as against Kaggle.
+    with pytest.raises(ValueError, match="Permission 'kernels.get' was denied"):
+        kaggle_api.kernels_status("alice/nope-kernel")
+    stream = requests.get(kaggle_emulator.url + "/api/v1/kernels/logs/stream/bob/private-kern", headers=_basic(),
+                          timeout=10)
+    assert stream.status_code == 403
+    kaggle_emulator.set_behaviour(hidden_kernel_status=404)  # the emulator's old answer, behind a flag
+    got = requests.post(kaggle_emulator.url + STATUS_RPC, json={"userName": "alice", "kernelSlug": "nope"},
+                        headers=_basic(), timeout=10)
+    assert got.status_code == 404
 
 
 def test_unauthenticated_and_rejected_keys_get_401(make_emulator, kaggle_cli):

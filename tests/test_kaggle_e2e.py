@@ -163,15 +163,17 @@ def test_push_error_in_body_fails_without_waiting(emu: Emulator, good_bundle: Pa
 
 
 def test_invalid_sources_fail_and_spend_the_run(emu: Emulator, tmp_path: Path, run_dir: Path) -> None:
+    # On cpu there is no pre-flight (no quota to spend): SaveKernel's invalid*Sources is the authority.
     bundle = make_bundle(tmp_path / "b", files={"output/x.txt": "x"},
                          model_sources=["nobody/nothing/jax/x/1"])
     env = cli_env(emu)
-    res = tunix_rt(env, "push", *push_args(run_dir, bundle))
+    res = tunix_rt(env, "push", *push_args(run_dir, bundle, "cpu"))
     assert res.code == 2
     assert "nobody/nothing/jax/x/1" in res.stderr and "new --run-dir" in res.stderr
-    again = tunix_rt(env, "run", *push_args(run_dir, bundle), *POLL)
+    again = tunix_rt(env, "run", *push_args(run_dir, bundle, "cpu"), *POLL)
     assert again.code == 2
     assert len(emu.calls("SaveKernel")) == 1
+    assert emu.calls("GetModelInstance") == []
 
 
 def test_missing_credentials_exit_4_before_any_call(emu: Emulator, good_bundle: Path, run_dir: Path) -> None:

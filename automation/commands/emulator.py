@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 def run(args: argparse.Namespace) -> int:
     """Start the emulator, print how to point the kaggle client at it, serve until interrupted."""
-    from tunix_rt.emulator import AuthConfig, Emulator, FaultConfig
+    from tunix_rt.emulator import AuthConfig, Emulator, FaultConfig, KaggleBehaviour, QuotaConfig
 
     try:
         faults = FaultConfig(
@@ -26,8 +26,20 @@ def run(args: argparse.Namespace) -> int:
             page_size_cap=args.page_size_cap,
             url_ttl=getattr(args, "url_ttl", None),
         )
+        cut = getattr(args, "stream_idle_cut", 180.0)
+        behaviour = KaggleBehaviour(
+            hidden_kernel_status=getattr(args, "hidden_kernel_status", 403),
+            version_lags=bool(getattr(args, "version_lags", False)),
+            stream_idle_cut_s=cut if cut and cut > 0 else None,
+            stream_cut_clean=bool(getattr(args, "stream_cut_clean", False)),
+            url_expired_status=getattr(args, "url_expired_status", 400),
+            new_script_s=getattr(args, "new_script_seconds", 0.0) or 0.0,
+        )
+        gpu = _hours_pair(getattr(args, "quota_gpu", None), "--quota-gpu", (0.0, 30.0))
+        tpu = _hours_pair(getattr(args, "quota_tpu", None), "--quota-tpu", (0.0, 20.0))
+        quota = QuotaConfig(gpu_used_h=gpu[0], gpu_allowed_h=gpu[1], tpu_used_h=tpu[0], tpu_allowed_h=tpu[1])
     except ValueError as exc:
-        raise TunixRtError(f"emulator faults: {exc}", EXIT_USAGE) from exc
+        raise TunixRtError(f"emulator: {exc}", EXIT_USAGE) from exc
     # Flags below are optional extras of the parser (getattr: absent in an older parser).
     tokens = dict(_token_pair(t) for t in getattr(args, "token", None) or [])
     auth = AuthConfig(rejected_keys=frozenset(getattr(args, "reject_key", None) or []), tokens=tokens)
@@ -37,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         data_dir, host=args.host, port=args.port, faults=faults, auth=auth, queue_seconds=args.queue_seconds,
         known_model_sources=_model_sources(models) if models else None, log_to=sys.stderr,
         session_timeout_s=getattr(args, "session_timeout", None),
+        behaviour=behaviour, quota=quota, serve_quota=not getattr(args, "no_quota_endpoint", False),
     )
     try:
         emulator.start()
@@ -65,10 +78,15 @@ def _print_banner(emulator: Emulator, data_dir: Path) -> None:
 
     defaults = FaultConfig().to_dict()
     faults = {k: v for k, v in emulator.faults.config.to_dict().items() if v != defaults[k] or k == "seed"}
+    from tunix_rt.emulator import KaggleBehaviour
+
+    base = KaggleBehaviour().to_dict()
+    behaviour = {k: v for k, v in emulator.behaviour.to_dict().items() if v != base[k]}
     print(
         f"Kaggle API emulator listening on {url}\n"
         f"data folder: {data_dir}\n"
         f"faults: {faults or 'none'}\n"
+        f"Kaggle behaviour: {behaviour or 'as Kaggle (403 for hidden kernels, 180 s stream idle cuts, …)'}\n"
         "Point the real kaggle client (or tunix-rt push/wait/pull/run) at it with:\n"
         f"{exports}\n"
         "(any username with a non-empty key is accepted; push kernels as <username>/<slug>)\n"
@@ -76,6 +94,20 @@ def _print_banner(emulator: Emulator, data_dir: Path) -> None:
         "Ctrl-C to stop.",
         flush=True,
     )
+
+
+def _hours_pair(value: str | None, flag: str, default: tuple[float, float]) -> tuple[float, float]:
+    """``USED:ALLOWED`` hours."""
+    if not value:
+        return default
+    used, sep, allowed = value.partition(":")
+    try:
+        pair = (float(used), float(allowed))
+    except ValueError:
+        pair = (-1.0, -1.0)
+    if not sep or min(pair) < 0:
+        raise TunixRtError(f"{flag} {value!r}: expected USED:ALLOWED hours, e.g. 27.5:30", EXIT_USAGE)
+    return pair
 
 
 def _token_pair(value: str) -> tuple[str, str]:

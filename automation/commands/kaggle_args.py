@@ -26,7 +26,8 @@ def push_options(args: argparse.Namespace) -> PushOptions:
         raise TunixRtError("--session-timeout must be a positive number of seconds")
     return PushOptions(kernel_id=args.kernel_id, accelerator=args.accelerator, mode=args.mode,
                        config=args.config, dataset=args.dataset, eval_set=args.eval_set, bundle=args.bundle,
-                       session_timeout=args.session_timeout, public=args.public, no_internet=args.no_internet)
+                       session_timeout=args.session_timeout, public=args.public, no_internet=args.no_internet,
+                       ignore_quota=bool(getattr(args, "ignore_quota", False)))
 
 
 def wait_options(args: argparse.Namespace) -> WaitOptions:
@@ -46,7 +47,9 @@ def client_factory(reporter: Reporter) -> Callable[[], KaggleClient]:
 
 
 def stream_factory(reporter: Reporter) -> Callable[[], KaggleClient]:
-    return lambda: connect(warn=reporter.warn, read_timeout_s=STREAM_READ_TIMEOUT_S)
+    """The log-stream client (a long read timeout); the watcher makes it once and reuses it for every
+    reconnect. The main client already checked the credentials, so this one does not again."""
+    return lambda: connect(warn=reporter.warn, read_timeout_s=STREAM_READ_TIMEOUT_S, verify=False)
 
 
 def reported(reporter: Reporter, body: Callable[[], int]) -> int:

@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from tunix_rt.emulator import kaggle_log
+from tunix_rt.emulator.accounts import AccountService
 from tunix_rt.emulator.auth import AuthConfig
+from tunix_rt.emulator.behaviour import KaggleBehaviour, QuotaConfig
 from tunix_rt.emulator.executor import ExecuteFn, Job, Result, execute
 from tunix_rt.emulator.faults import FaultConfig, FaultInjector
 from tunix_rt.emulator.rpc import DEFAULT_MODEL_SOURCES, KernelsService, Sources
@@ -45,11 +47,18 @@ class Emulator:
         session_timeout_s: float | None = None,
         execute_fn: ExecuteFn | None = None,
         log_to: TextIO | None = None,
+        behaviour: KaggleBehaviour | None = None,
+        quota: QuotaConfig | None = None,
+        serve_quota: bool = True,
+        gated_models: list[str] | None = None,
     ) -> None:
         """``known_*_sources``: the sources a push may attach (a list, or a mapping to a local folder that
         is linked under the kernel's ``input/``); others are answered in ``invalid*Sources``.
         ``session_timeout_s``: the limit for versions pushed without one. ``execute_fn`` replaces real
-        execution (tests); ``log_to`` gets one line per request."""
+        execution (tests); ``log_to`` gets one line per request. ``behaviour``: Kaggle's ways
+        (behaviour.py; default: as Kaggle). ``quota``: the weekly quota GetAcceleratorQuotaStatistics answers;
+        ``serve_quota=False`` leaves that endpoint out (an unsupported endpoint). ``gated_models``:
+        ``owner/model`` handles whose licence the caller has not accepted (GetModelInstance answers 403)."""
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.host = host
@@ -66,9 +75,20 @@ class Emulator:
             models=_as_sources(known_model_sources, DEFAULT_MODEL_SOURCES),
             datasets=_as_sources(known_dataset_sources, {}),
         )
+        self.behaviour = behaviour or KaggleBehaviour()
+        self.quota = quota or QuotaConfig()
+        self.serve_quota = serve_quota
+        self.gated_models = frozenset(gated_models or ())
         self.service = KernelsService(
-            self.store, self.faults, sources, lambda: self.auth.tokens, self._launch
+            self.store, self.faults, sources, lambda: self.auth.tokens, self._launch, lambda: self.behaviour
         )
+        self.accounts = AccountService(
+            self.store, lambda: sources.models, lambda: self.gated_models,
+            lambda: self.quota if self.serve_quota else None, lambda: self.behaviour, time.time(),
+        )
+        self._count_429 = 0
+        self._job_stops: dict[tuple[str, str, int], threading.Event] = {}
+        self._cancels: dict[tuple[str, str, int], float | None] = {}
         self._requests: list[RecordedRequest] = []
         self._req_lock = threading.Lock()
         self._stop = threading.Event()
@@ -91,6 +111,8 @@ class Emulator:
     def stop(self) -> None:
         """Stop serving; running kernels are killed and end in ERROR."""
         self._stop.set()
+        for event in list(self._job_stops.values()):
+            event.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -166,7 +188,23 @@ class Emulator:
         """The next SaveKernel calls answer ``200 {"error": message}`` (e.g. a session-count limit)."""
         self.service.fail_next_pushes(message, times)
 
-    def retry_after_header(self) -> int:
+    def set_behaviour(self, **changes: Any) -> KaggleBehaviour:
+        """Change Kaggle's ways while running (behaviour.py field names)."""
+        self.behaviour = self.behaviour.with_changes(**changes)
+        return self.behaviour
+
+    def handlers(self) -> dict[str, Any]:
+        """Every RPC the emulator answers (the quota one only while it is served)."""
+        return {**self.service.handlers(), **self.accounts.handlers()}
+
+    def retry_after_header(self) -> int | None:
+        """Seconds for a 429's Retry-After, or None for the 429s sent without it (every n-th, #938)."""
+        with self._req_lock:
+            self._count_429 += 1
+            count = self._count_429
+        every = self.behaviour.omit_retry_after_every
+        if every and count % every == 0:
+            return None
         return math.ceil(self.faults.config.retry_after)
 
     # ---- recorded requests -----------------------------------------------------------------------
@@ -275,6 +313,17 @@ class Emulator:
         link.parent.mkdir(parents=True, exist_ok=True)
         link.symlink_to(target)
 
+    def cancel(self, owner: str, slug: str, number: int, acknowledge_after_s: float | None = 0.5) -> None:
+        """Cancel a version as the web UI does: CANCEL_REQUESTED, the session stopped, then
+        CANCEL_ACKNOWLEDGED after ``acknowledge_after_s`` (None: it stays CANCEL_REQUESTED)."""
+        version = self._need(owner, slug, number)
+        key = (owner, slug, number)
+        self._cancels[key] = acknowledge_after_s
+        self.store.update(version, status="CANCEL_REQUESTED")
+        stop = self._job_stops.get(key)
+        if stop is not None:
+            stop.set()
+
     def _need(self, owner: str, slug: str, number: int) -> Version:
         version = self.store.version(owner, slug, number)
         if version is None:
@@ -294,13 +343,17 @@ class Emulator:
         worker.start()
 
     def _run_version(self, version: Version, links: dict[str, Path]) -> None:
-        if self._stop.wait(self.queue_seconds):
-            self.store.update(
-                version,
-                status="ERROR",
-                failure_message="The session was stopped before it ran.",
-                finished_at=time.time(),
-            )
+        key = (version.owner, version.slug, version.number)
+        job_stop = self._job_stops.setdefault(key, threading.Event())
+        if self._stop.is_set():
+            job_stop.set()
+        if version.status == "NEW_SCRIPT":
+            if job_stop.wait(self.behaviour.new_script_s):
+                self._end_stopped(version, key)
+                return
+            self.store.update(version, status="QUEUED")
+        if job_stop.wait(self.queue_seconds):
+            self._end_stopped(version, key)
             return
         job = Job(
             version.kernel_type,
@@ -312,17 +365,33 @@ class Emulator:
         self.store.update(version, status="RUNNING", started_at=time.time())
         try:
             with kaggle_log.KaggleLogWriter(version.log_path) as log:
-                result = self._execute(job, log, self._stop)
+                result = self._execute(job, log, job_stop)
         except Exception as exc:  # a bug in a replacement executor must still end the session
             result = Result(False, f"The emulator could not run the kernel: {exc}")
         finally:
             _set_writable(job.input_dir, True)  # read-only only while the kernel runs; deletable afterwards
+        if key in self._cancels:
+            self._end_stopped(version, key)
+            return
         self.store.update(
             version,
             status="COMPLETE" if result.ok else "ERROR",
             failure_message="" if result.ok else result.failure_message,
             finished_at=time.time(),
         )
+
+    def _end_stopped(self, version: Version, key: tuple[str, str, int]) -> None:
+        """A session stopped by a cancel (CANCEL_REQUESTED → CANCEL_ACKNOWLEDGED) or by the emulator's stop."""
+        if key not in self._cancels:
+            self.store.update(version, status="ERROR", failure_message="The session was stopped before it ran."
+                              if version.started_at is None else "The session was stopped (emulator shut down).",
+                              finished_at=time.time())
+            return
+        ack = self._cancels[key]
+        if ack is None:
+            return  # stays CANCEL_REQUESTED
+        if not self._stop.wait(ack):
+            self.store.update(version, status="CANCEL_ACKNOWLEDGED", finished_at=time.time())
 
 
 def _mount_inputs(input_dir: Path, links: dict[str, Path]) -> None:

@@ -1,10 +1,14 @@
 """The Kaggle RPCs the emulator answers.
 
-``kernels.KernelsApiService/*`` and ``security.OAuthService/IntrospectToken``.
+``kernels.KernelsApiService/*`` and ``security.OAuthService/IntrospectToken`` (quota and model lookups:
+accounts.py).
 
 Each handler takes the request body (camelCase JSON, as kagglesdk sends it) and returns
 ``(http_status, json_body)``. Errors use Kaggle's ``{"code": N, "message": ...}`` shape; a push that
-Kaggle refuses comes back as ``200 {"error": ...}``, as the real service does.
+Kaggle refuses comes back as ``200 {"error": ...}``, as the real service does (#545, #185). A kernel the
+caller cannot see — missing, or someone else's private one — answers 403 "Permission 'kernels.get' was
+denied" (kaggle-cli PR #1201; behaviour.py ``hidden_kernel_status``); a missing version of a kernel the
+caller can see answers 404.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from tunix_rt.emulator import kaggle_log
+from tunix_rt.emulator.behaviour import KaggleBehaviour
 from tunix_rt.emulator.faults import FaultInjector
 from tunix_rt.emulator.store import Kernel, Store, Version
 
@@ -72,12 +77,14 @@ class KernelsService:
         sources: Sources,
         tokens: Callable[[], dict[str, str]],
         launch: Callable[[Version, dict[str, Path]], None],
+        behaviour: Callable[[], KaggleBehaviour] = KaggleBehaviour,
     ) -> None:
         self.store = store
         self.faults = faults
         self.sources = sources
         self._tokens = tokens
         self._launch = launch
+        self.behaviour = behaviour
         self._push_errors: deque[str] = deque()
         self._lock = threading.Lock()
 
@@ -122,6 +129,9 @@ class KernelsService:
             return 200, {"error": f"The emulator runs python kernels only, not {body.get('language')!r}."}
         if title and len(title) < 5:
             return 200, {"error": "Title must be at least 5 characters."}
+        shape = str(body.get("machineShape") or "")
+        if shape and shape not in self.behaviour().machine_shapes:
+            return 200, {"error": f"Invalid machine shape {shape!r}: not an accelerator Kaggle offers."}
         if kernel_type == "notebook":
             try:
                 json.loads(text)
@@ -140,7 +150,7 @@ class KernelsService:
             text=text,
             request=request,
             session_timeout_s=float(timeout) if timeout else None,
-            status="COMPLETE" if quick_save else "QUEUED",
+            status="COMPLETE" if quick_save else ("NEW_SCRIPT" if self.behaviour().new_script_s else "QUEUED"),
         )
         with self.store.lock:
             kernel.stale_remaining = self.faults.config.stale_polls
@@ -204,11 +214,25 @@ class KernelsService:
 
     # ---- status, outputs, kernel -----------------------------------------------------------------
 
-    def _resolve(self, body: dict[str, Any]) -> tuple[Kernel, Version] | Answer:
+    def visible(self, kernel: Kernel | None, user: str | None) -> bool:
+        """Whether ``user`` may see ``kernel``: it has a version and is public or theirs."""
+        if kernel is None or not kernel.versions:
+            return False
+        return kernel.owner == user or not bool(kernel.metadata.get("isPrivate", True))
+
+    def hidden(self, owner: str, slug: str) -> Answer:
+        """The answer for a kernel the caller cannot see (behaviour.hidden_kernel_status)."""
+        status = self.behaviour().hidden_kernel_status
+        if status == 403:
+            return 403, {"code": 403, "message": "Permission 'kernels.get' was denied"}
+        return not_found(f"Kernel {owner}/{slug} not found")
+
+    def _resolve(self, body: dict[str, Any], ctx: RpcContext | None = None) -> tuple[Kernel, Version] | Answer:
         owner, slug = str(body.get("userName") or ""), str(body.get("kernelSlug") or "")
         kernel = self.store.kernel(owner, slug)
-        if kernel is None or not kernel.versions:
-            return not_found(f"Kernel {owner}/{slug} not found")
+        if not self.visible(kernel, ctx.user if ctx else owner):
+            return self.hidden(owner, slug)
+        assert kernel is not None
         label = str(body.get("versionLabel") or "")
         if not label:
             return kernel, kernel.latest()  # type: ignore[return-value]
@@ -219,7 +243,7 @@ class KernelsService:
         return kernel, version
 
     def get_status(self, body: dict[str, Any], ctx: RpcContext) -> Answer:
-        found = self._resolve(body)
+        found = self._resolve(body, ctx)
         if not isinstance(found[0], Kernel):
             return found  # type: ignore[return-value]
         kernel, version = found  # type: ignore[misc]
@@ -242,7 +266,7 @@ class KernelsService:
         return 200, answer
 
     def list_output(self, body: dict[str, Any], ctx: RpcContext) -> Answer:
-        found = self._resolve(body)
+        found = self._resolve(body, ctx)
         if not isinstance(found[0], Kernel):
             return found  # type: ignore[return-value]
         _, version = found  # type: ignore[misc]
@@ -277,7 +301,7 @@ class KernelsService:
         return text if version.finished else kaggle_log.close_text(text)
 
     def get_kernel(self, body: dict[str, Any], ctx: RpcContext) -> Answer:
-        found = self._resolve(body)
+        found = self._resolve(body, ctx)
         if not isinstance(found[0], Kernel):
             return found  # type: ignore[return-value]
         kernel, version = found  # type: ignore[misc]
@@ -287,21 +311,22 @@ class KernelsService:
             "kernelType": version.kernel_type,
             "slug": kernel.slug,
         }
-        return 200, {"metadata": kernel_metadata(kernel, version), "blob": blob}
+        return 200, {"metadata": kernel_metadata(kernel, version, self.behaviour().version_lags), "blob": blob}
 
     def list_kernels(self, body: dict[str, Any], ctx: RpcContext) -> Answer:
         user, search = str(body.get("user") or ""), str(body.get("search") or "").lower()
         found = [
             k
             for k in self.store.kernels()
-            if k.versions
+            if self.visible(k, ctx.user)
             and (not user or k.owner == user)
             and (not search or search in k.slug or search in k.title.lower())
         ]
         size = max(1, min(int(body.get("pageSize") or DEFAULT_PAGE_SIZE), MAX_PAGE_SIZE))
         page = max(1, int(body.get("page") or 1))
         chunk = found[(page - 1) * size : page * size]
-        return 200, {"kernels": [kernel_metadata(k, k.latest()) for k in chunk]}  # type: ignore[arg-type]
+        lags = self.behaviour().version_lags
+        return 200, {"kernels": [kernel_metadata(k, k.latest(), lags) for k in chunk]}  # type: ignore[arg-type]
 
     def introspect_token(self, body: dict[str, Any], ctx: RpcContext) -> Answer:
         user = self._tokens().get(str(body.get("token") or ""))
@@ -315,8 +340,9 @@ class KernelsService:
         }
 
 
-def kernel_metadata(kernel: Kernel, version: Version) -> dict[str, Any]:
-    """ApiKernelMetadata (camelCase) for a kernel as of ``version``."""
+def kernel_metadata(kernel: Kernel, version: Version, version_lags: bool = False) -> dict[str, Any]:
+    """ApiKernelMetadata (camelCase) for a kernel as of ``version``. ``version_lags``: currentVersionNumber is
+    the newest version whose session has ended (absent while the first one runs)."""
     req = version.request
     last_run = version.finished_at or version.started_at or version.pushed_at
     out = {
@@ -335,8 +361,11 @@ def kernel_metadata(kernel: Kernel, version: Version) -> dict[str, Any]:
         "enableGpu": bool(req.get("enableGpu", False)),
         "enableTpu": bool(req.get("enableTpu", False)),
         "enableInternet": bool(req.get("enableInternet", False)),
-        "currentVersionNumber": max(kernel.versions),
     }
+    finished = [n for n, v in kernel.versions.items() if v.finished]
+    current = (max(finished) if finished else 0) if version_lags else max(kernel.versions)
+    if current:
+        out["currentVersionNumber"] = current
     for key in (
         "categoryIds",
         "datasetDataSources",

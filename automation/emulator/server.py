@@ -6,10 +6,14 @@ Routes (the paths kagglesdk and the kaggle client use):
   (a client whose PROD endpoint was patched), also as absolute-form proxy request lines
   (``POST http://localhost/api/v1/...``).
 - ``GET /api/v1/kernels/logs/stream/<owner>/<slug>[?versionLabel=vN]``: SSE while running, the JSON log after.
+  Like Kaggle's load balancer, a stream that sent nothing for ``stream_idle_cut_s`` is cut (the socket
+  dropped mid-body, or with ``stream_cut_clean`` the body ended without ``END_OF_LOG``); a reconnect
+  replays the log from the start (kaggle-cli PR #999).
 - ``GET /blob/<token>``: an output file (no auth, like a signed URL; Range requests honoured).
 - ``GET /code/<owner>/<slug>``: a one-line text page (the ``url`` a push answers with).
-- ``/_emulator/requests`` (GET), ``/_emulator/faults`` (GET/POST), ``/_emulator/push-error`` (POST):
-  control for an emulator running in another process; not recorded, no faults.
+- ``/_emulator/requests`` (GET), ``/_emulator/faults`` (GET/POST), ``/_emulator/behaviour`` (GET/POST),
+  ``/_emulator/push-error`` (POST): control for an emulator running in another process; not recorded,
+  no faults.
 """
 
 from __future__ import annotations
@@ -158,7 +162,8 @@ class Handler(BaseHTTPRequestHandler):
             emu.sleep(emu.faults.config.hang_seconds)
         if fault in ("429", "500", "503"):
             status, body = error_body(fault)
-            headers = {"Retry-After": str(emu.retry_after_header())} if fault == "429" else None
+            after = emu.retry_after_header() if fault == "429" else None  # None: some 429s carry none (#938)
+            headers = {"Retry-After": str(after)} if after is not None else None
             rec.status = status
             self._send_json(status, body, headers)
             return
@@ -178,7 +183,7 @@ class Handler(BaseHTTPRequestHandler):
         if rec.target == LOG_STREAM:
             self._log_stream(rec, params, fault == "drop_after")
             return
-        handler = emu.service.handlers().get(rec.target)
+        handler = emu.handlers().get(rec.target)
         if handler is None:
             status, body = not_found(f"Unknown method {rec.target}")
         else:
@@ -203,9 +208,11 @@ class Handler(BaseHTTPRequestHandler):
         version = emu.store.version(parsed[0], parsed[1], parsed[2]) if parsed else None
         found = emu.store.read_output(version, parsed[3]) if parsed and version else None
         if parsed and parsed[4] is not None and time.time() > float(parsed[4]):
-            rec.status = 400  # what an expired signed GCS URL answers
+            # What an expired signed GCS URL answers (a Kaggle download link: thiagodma/Pytorch_exs#2).
+            status = emu.behaviour.url_expired_status
+            rec.status = status
             self._send(
-                400,
+                status,
                 b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>ExpiredToken</Code>"
                 b"<Message>The provided token has expired.</Message></Error>",
                 "application/xml",
@@ -259,6 +266,11 @@ class Handler(BaseHTTPRequestHandler):
         emu = self.server.emulator
         label = (rec.query.get("versionLabel") or [""])[0]
         m = re.match(r"^v([1-9][0-9]*)$", label)
+        kernel = emu.store.kernel(params[0], params[1])
+        if not emu.service.visible(kernel, rec.user):
+            rec.status, body = emu.service.hidden(params[0], params[1])
+            self._send_json(rec.status, body)
+            return
         version = emu.store.version(params[0], params[1], int(m.group(1)) if m else None)
         if version is None or (label and not m):
             rec.status = 404
@@ -285,6 +297,7 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
 
         sent = 0
+        last_sent = time.monotonic()
         while True:
             finished = version.finished  # read before the file, so no entry written before the end is missed
             try:
@@ -297,12 +310,22 @@ class Handler(BaseHTTPRequestHandler):
                 entry = line.strip().lstrip("[,").rstrip("]").strip()
                 if entry:
                     chunk(f"data: {entry}\n\n".encode())
+                    last_sent = time.monotonic()
             sent = max(sent, len(complete))
             if finished or emu.stopping:
                 chunk(b"data: END_OF_LOG\n\n")
                 self.wfile.write(b"0\r\n\r\n")
                 return
-            emu.sleep(0.2)
+            cut_s = emu.behaviour.stream_idle_cut_s
+            if cut_s is not None and time.monotonic() - last_sent >= cut_s:
+                rec.fault = "idle_cut"  # the load balancer's idle timeout (kaggle-cli PR #999)
+                if emu.behaviour.stream_cut_clean:
+                    self.wfile.write(b"0\r\n\r\n")  # the body ends, without END_OF_LOG
+                    self.wfile.flush()
+                    return
+                self.wfile.flush()
+                raise _Dropped
+            emu.sleep(min(0.2, cut_s) if cut_s else 0.2)
 
     # ---- control ---------------------------------------------------------------------------------
 
@@ -317,6 +340,11 @@ class Handler(BaseHTTPRequestHandler):
             elif path == "/_emulator/faults" and method == "POST":
                 emu.set_faults(**body)
                 self._send_json(200, emu.faults.config.to_dict())
+            elif path == "/_emulator/behaviour" and method == "GET":
+                self._send_json(200, emu.behaviour.to_dict())
+            elif path == "/_emulator/behaviour" and method == "POST":
+                emu.set_behaviour(**body)
+                self._send_json(200, emu.behaviour.to_dict())
             elif path == "/_emulator/push-error" and method == "POST":
                 emu.fail_next_pushes(str(body["message"]), int(body.get("times", 1)))
                 self._send_json(200, {"ok": True})

@@ -1,0 +1,63 @@
+"""Where a kernel stands on Kaggle, for the never-push-twice guarantee (push.py).
+
+``currentVersionNumber`` (GetKernel) is not trusted on its own: the SDK does not document when it
+advances, and it may lag until the new version's session ends (the emulator's ``version_lags`` mode
+models that). Versions are asked for directly instead: GetKernel with ``versionLabel v<N>`` answers that
+version (kaggle-cli PR #1201's table: ``version_label="v1"`` → version 1's source) or 403/404 when it is
+not there (or not visible yet). So:
+
+* :func:`look_up`: GetKernel → exists? title, ``currentVersionNumber`` N; then ``v<N+1>``, ``v<N+2>``, …
+  until one is not there: the real latest version, however far the field lags.
+* :func:`landed`: after an ambiguous push failure, does ``v<previous+1>`` exist? Asked a few times,
+  spaced out, because a version that was just created may not be visible at once (the same post-push
+  grace that wait.py gives the status).
+
+A 403/404 on GetKernel of a kernel this run never pushed means "does not exist yet" (Kaggle answers 403
+for kernels the caller cannot see, kaggle-cli PR #1201; the owner is the authenticated user, preflight.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .kaggle_client import KaggleClient
+
+MAX_PROBES = 20  # versions probed past currentVersionNumber (a lag of 20 pushes would be extraordinary)
+LANDED_PROBES = 3  # "is v<N+1> there?" asked this many times after an ambiguous push failure
+
+
+@dataclass(frozen=True)
+class KernelState:
+    """The kernel as Kaggle shows it to this account now."""
+
+    exists: bool
+    title: str | None
+    latest: int  # the highest version that exists (0 for a kernel that does not exist yet)
+    reported: int  # what currentVersionNumber said (for messages)
+
+
+def look_up(client: KaggleClient, kernel_ref: str) -> KernelState:
+    """GetKernel, then probe ``v<N+1>``… for versions ``currentVersionNumber`` does not show yet."""
+    info = client.get_kernel(kernel_ref)
+    if info is None:
+        return KernelState(False, None, 0, 0)
+    latest = info.current_version
+    for _ in range(MAX_PROBES):
+        if client.get_kernel(kernel_ref, latest + 1) is None:
+            break
+        latest += 1
+    return KernelState(True, info.title or None, latest, info.current_version)
+
+
+def landed(client: KaggleClient, kernel_ref: str, previous: int,
+           sleep: Callable[[float], None], spacing_s: float) -> int | None:
+    """The version an ambiguous push created (``previous + 1``), or None when Kaggle does not show it after
+    :data:`LANDED_PROBES` looks ``spacing_s``, 2×``spacing_s``, … apart."""
+    expected = previous + 1
+    for probe in range(LANDED_PROBES):
+        if probe:
+            sleep(spacing_s * 2 ** (probe - 1))
+        if client.get_kernel(kernel_ref, expected) is not None:
+            return expected
+    return None

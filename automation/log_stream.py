@@ -1,0 +1,118 @@
+"""The kernel's live log stream as Kaggle serves it, watched for the moment the session ends.
+
+``kernels_logs_stream`` (kaggle 2.2.5) is one long-lived request: SSE events while the session runs, ending
+with ``END_OF_LOG`` when it is over; once the session is done it answers the persisted log instead (its
+docstring). Kaggle's load balancer cuts idle streams after about 3 minutes and a reconnect replays the log
+from the start (kaggle-cli PR #999: "To survive load-balancer idle timeouts (~3 minutes) mid-session, the
+CLI wraps the stream in a reconnect loop that deduplicates the replayed prefix"; its review speaks of a
+2-minute timeout). So:
+
+* a connection that ends **without** ``END_OF_LOG`` (or the finished blob) is a **cut**, not the end of the
+  session — whether it ended cleanly or with ``ChunkedEncodingError``/``ProtocolError`` ("Response ended
+  prematurely"); the client's reader stops on both, kaggle_client.LogStream tells them apart;
+* after a cut the wait loop reconnects: 1 s later when the connection had made progress (new lines, or
+  served ≥ 30 s), else with backoff 2, 4, 8 … s; after 5 connections in a row without progress the watcher
+  gives up and polling carries on alone (PR #999: reconnect delay 1 s, 5 failures without progress);
+* replayed lines are skipped by counting events per connection (PR #999's dedup);
+* every connection is one API call, counted in the wait budget (``calls``: the stream client's sign-in
+  included).
+
+Threads: each connection runs in its own daemon thread, which only reads; the reconnect decisions are the
+wait loop's (:meth:`LogStreamWatch.poke`), so ``bench/wait_cost.py`` can drive it on a simulated clock.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+RECONNECT_S = 1.0  # after a cut of a connection that made progress (PR #999: _LOG_STREAM_RECONNECT_DELAY_SEC)
+SERVED_S = 30.0  # a connection that lasted this long counts as progress even without new lines
+MAX_FAILURES = 5  # connections in a row without progress before giving up (PR #999: _LOG_STREAM_MAX_FAILURES)
+BACKOFF_MAX_S = 120.0
+
+
+class LogStreamWatch:
+    """Watches the live log stream of ``owner/slug/vN``; ``ended`` is set once the session is over."""
+
+    def __init__(self, factory: Callable[[], Any], kernel_ref: str, version: int) -> None:
+        self.ended = threading.Event()  # END_OF_LOG or the finished session's log: the session is over
+        self.signal = threading.Event()  # a connection finished (ended or cut): the wait loop should look
+        self.live = False
+        self.connects = 0  # connections opened (each one API call)
+        self.cuts = 0
+        self.events = 0  # distinct log events seen (replays skipped)
+        self.failures = 0  # connections in a row without progress
+        self.gave_up = False
+        self.last_error = ""
+        self._factory, self._ref, self._version = factory, kernel_ref, version
+        self._client: Any = None
+        self._next_at = 0.0
+        self._thread: threading.Thread | None = None
+
+    @property
+    def calls(self) -> int:
+        """API calls of the stream client (sign-in and every connection)."""
+        return int(getattr(self._client, "calls", 0) or 0)
+
+    @property
+    def in_use(self) -> bool:
+        """The stream is (or is about to be again) the completion signal."""
+        return self.connects > 0 and not self.gave_up and not self.ended.is_set()
+
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def due_in(self) -> float | None:
+        """Seconds until the next connection is due, or None when none is (live, ended, given up)."""
+        if self.running() or self.gave_up or self.ended.is_set():
+            return None
+        return max(0.0, self._next_at - time.monotonic())
+
+    def poke(self) -> None:
+        """Open a connection when one is due (from the wait loop, only while the session runs)."""
+        due = self.due_in()
+        if due is None or due > 0:
+            return
+        self.signal.clear()
+        self._thread = threading.Thread(target=self._connect, name="tunix-rt-log-stream", daemon=True)
+        self._thread.start()
+
+    def stats(self) -> dict[str, Any]:
+        """What the stream did (recorded in run_state ``kaggle.log_stream``)."""
+        return {"connections": self.connects, "cuts": self.cuts, "events": self.events,
+                "ended": self.ended.is_set(), "gave_up": self.gave_up}
+
+    def _connect(self) -> None:
+        opened = time.monotonic()
+        before = self.events
+        finished = False
+        try:
+            if self._client is None:
+                self._client = self._factory()
+            stream = self._client.log_stream(self._ref, self._version)
+            self.connects += 1
+            self.live = True
+            for index, _event in enumerate(stream, 1):
+                if index > self.events:  # Kaggle replays from the start after a reconnect
+                    self.events = index
+            finished = bool(getattr(stream, "finished", False))
+        except Exception as exc:  # cut mid-chunk, refused, not visible yet, unsupported: decided below
+            self.last_error = type(exc).__name__
+        finally:
+            self.live = False
+            now = time.monotonic()
+            if finished:
+                self.ended.set()
+            else:
+                self.cuts += 1  # ended without END_OF_LOG: cut, refused or failed
+                if self.events > before or now - opened >= SERVED_S:
+                    self.failures = 0
+                    self._next_at = now + RECONNECT_S
+                else:
+                    self.failures += 1
+                    self._next_at = now + min(BACKOFF_MAX_S, 2.0 ** self.failures)
+                    self.gave_up = self.failures >= MAX_FAILURES
+            self.signal.set()
