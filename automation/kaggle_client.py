@@ -312,8 +312,8 @@ class KaggleClient:
                                    + creds_mod.where_to_put_them(), EXIT_AUTH) from exc
             self.quota_problem = f"GetAcceleratorQuotaStatistics: {retry.describe(exc)}"
         if self.quota_problem:
-            self.warn(f"could not check the credentials from {self.credentials.source} "
-                      f"({self.quota_problem}); going on")
+            self.warn(f"could not check the credentials from {self.credentials.source} nor read the GPU/TPU "
+                      f"quota ({self.quota_problem}); going on")
 
     # --- kernels calls -------------------------------------------------------------------------------
     def push(self, folder: Path, *, timeout_s: int | None, machine_shape: str | None) -> Any:

@@ -31,13 +31,15 @@ from typing import Any
 RECONNECT_S = 1.0  # after a cut of a connection that made progress (PR #999: _LOG_STREAM_RECONNECT_DELAY_SEC)
 SERVED_S = 30.0  # a connection that lasted this long counts as progress even without new lines
 MAX_FAILURES = 5  # connections in a row without progress before giving up (PR #999: _LOG_STREAM_MAX_FAILURES)
+BACKOFF_BASE_S = 1.0  # the n-th connection in a row without progress waits BACKOFF_BASE_S × 2^n
 BACKOFF_MAX_S = 120.0
 
 
 class LogStreamWatch:
     """Watches the live log stream of ``owner/slug/vN``; ``ended`` is set once the session is over."""
 
-    def __init__(self, factory: Callable[[], Any], kernel_ref: str, version: int) -> None:
+    def __init__(self, factory: Callable[[], Any], kernel_ref: str, version: int,
+                 served_s: float = SERVED_S) -> None:
         self.ended = threading.Event()  # END_OF_LOG or the finished session's log: the session is over
         self.signal = threading.Event()  # a connection finished (ended or cut): the wait loop should look
         self.live = False
@@ -48,6 +50,7 @@ class LogStreamWatch:
         self.gave_up = False
         self.last_error = ""
         self._factory, self._ref, self._version = factory, kernel_ref, version
+        self._served_s = served_s
         self._client: Any = None
         self._next_at = 0.0
         self._thread: threading.Thread | None = None
@@ -108,11 +111,11 @@ class LogStreamWatch:
                 self.ended.set()
             else:
                 self.cuts += 1  # ended without END_OF_LOG: cut, refused or failed
-                if self.events > before or now - opened >= SERVED_S:
+                if self.events > before or now - opened >= self._served_s:
                     self.failures = 0
                     self._next_at = now + RECONNECT_S
                 else:
                     self.failures += 1
-                    self._next_at = now + min(BACKOFF_MAX_S, 2.0 ** self.failures)
+                    self._next_at = now + min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2.0 ** self.failures)
                     self.gave_up = self.failures >= MAX_FAILURES
             self.signal.set()

@@ -31,7 +31,7 @@ from typing import Any
 import requests
 
 from . import retry
-from .errors import EXIT_AUTH, EXIT_USAGE, TunixRtError
+from .errors import EXIT_API, EXIT_AUTH, EXIT_USAGE, TunixRtError
 from .kaggle_client import KaggleClient
 from .kernel_id import owner_of, slug_of
 
@@ -96,6 +96,8 @@ def hours(seconds: float) -> str:
 def read_quota(client: KaggleClient) -> Quota:
     """The quota: the credential check's answer when it was this call, else one GetAcceleratorQuotaStatistics."""
     if client.quota_answer is None:
+        if client.quota_problem:  # the credential check's quota call failed already: not twice
+            raise TunixRtError(client.quota_problem, EXIT_API)
         client.quota_answer = client.quota()
     return parse_quota(client.quota_answer)
 

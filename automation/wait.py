@@ -60,6 +60,7 @@ class WaitOptions:
     poll_max: float = 60.0
     stale_grace_s: float = 30.0
     log_stream: bool = True
+    stream_served_s: float = 30.0  # a cut stream that served this long reconnects at once (log_stream.py)
 
     @classmethod
     def from_args(cls, timeout: float | None, poll_min: float | None, poll_max: float | None) -> WaitOptions:
@@ -70,7 +71,8 @@ class WaitOptions:
             raise TunixRtError("--poll-min and --timeout must be positive", EXIT_USAGE)
         grace = float(os.environ.get("TUNIX_RT_STALE_GRACE_S") or base.stale_grace_s)
         stream = os.environ.get("TUNIX_RT_LOG_STREAM", "1") not in ("0", "false", "no")
-        return cls(timeout, pmin, pmax, grace, stream)
+        served = float(os.environ.get("TUNIX_RT_STREAM_SERVED_S") or base.stream_served_s)
+        return cls(timeout, pmin, pmax, grace, stream, served)
 
 
 def interval(k: int, poll_min: float, cap: float) -> float:
@@ -147,7 +149,7 @@ def wait(run_dir: Any, opts: WaitOptions, client_factory: Callable[..., KaggleCl
     client = client_factory()
     reporter.add_secrets(client.credentials.secrets)
     seen_active = bool(kaggle.get("seen_active"))
-    watch = (LogStreamWatch(stream_factory, ref, int(version))
+    watch = (LogStreamWatch(stream_factory, ref, int(version), opts.stream_served_s)
              if opts.log_stream and stream_factory is not None else None)
     # A resumed wait keeps counting; a fresh connection's sign-in (auth, credential check) counts too.
     fresh = client.calls == getattr(client, "sign_in_calls", -1)

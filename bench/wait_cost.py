@@ -1,23 +1,27 @@
 """Waiting cost: API calls and completion-detection lag of the real ``tunix-rt wait`` loop over long runs.
 
-    python bench/wait_cost.py [--runs 120] [--hours 9] [--queue-s 30] [--stream-drop-s 600] [--out DIR]
+    python bench/wait_cost.py [--runs 120] [--hours 9] [--queue-s 30] [--stream-cut-s 180] [--out DIR]
 
-The real :func:`tunix_rt.wait.wait` runs unchanged against a simulated clock: the ``time`` and ``threading``
-names of the wait module are swapped for a discrete-event clock (``time.time``/``monotonic``, the retry
-policy's ``sleep``, and ``Event.wait`` advance simulated time instead of sleeping), and the client it is
-given models a Kaggle session: QUEUED for ``--queue-s``, RUNNING, then COMPLETE at the finish time. The
-log-stream watcher still runs in a real thread; its stream blocks until the simulated clock reaches the
-session's end (``--log-end-lead-s`` before the status turns COMPLETE), or in the "drops" scenario until
-the connection drops every ``--stream-drop-s``. Nothing
-of the schedule is reimplemented here: intervals, caps, the stream wake-up and the counters are wait.py's.
+The real :func:`tunix_rt.wait.wait` and the real log-stream watcher (:mod:`tunix_rt.log_stream`) run
+unchanged against a simulated clock: the ``time`` and ``threading`` names of both modules are swapped for a
+discrete-event clock (``time.time``/``monotonic``, the retry policy's ``sleep``, and ``Event.wait`` advance
+simulated time instead of sleeping), and the client they are given models a Kaggle session: QUEUED for
+``--queue-s``, RUNNING, then COMPLETE at the finish time. Each log-stream connection still runs in a real
+thread; its stream blocks until the simulated clock reaches the session's end (``--log-end-lead-s`` before
+the status turns COMPLETE; the stream then ends with ``END_OF_LOG``) or, first, the load balancer's cut
+(Kaggle cuts idle streams after about 3 minutes, kaggle-cli PR #999: the connection ends without
+``END_OF_LOG`` every ``--stream-cut-s`` seconds, and the watcher reconnects). Nothing of the schedule is
+reimplemented here: intervals, caps, the stream wake-up, reconnects and the counters are the project's.
 
 Scenarios (each over the same ``--runs`` finish times spread over 0–``--hours`` h, the last exactly at it):
-  * ``tunix-rt (log stream)``: the default — status polls plus the live log stream;
-  * ``tunix-rt (stream drops)``: the stream connection drops every ``--stream-drop-s`` seconds;
+  * ``tunix-rt (log stream, cut every N s)``: the default — status polls plus the live log stream as Kaggle
+    serves it, cut every ``--stream-cut-s`` (180 s: the worst case, a session that logs nothing);
+  * ``tunix-rt (log stream, never cut)``: a stream that holds until the session ends;
   * ``tunix-rt (polling only)``: ``TUNIX_RT_LOG_STREAM=0`` (or a server without the stream);
   * ``fixed 10 s`` / ``fixed 15 s``: what the GitHub actions do (one status call every N s), computed.
-Figures: calls for the full-length run, calls and lag (median, max) over all finish times. Goal (issue 5):
-≤ 540 calls over 9 h with completion seen ≤ 30 s after it happens.
+Figures: calls for the full-length run (every status poll and every stream connection), calls and lag
+(median, max) over all finish times. Goal (issues 5 and 8): ≤ 540 calls over 9 h with completion seen
+≤ 30 s after it happens.
 """
 
 from __future__ import annotations
@@ -122,11 +126,13 @@ class SimThread:
 
 @dataclass
 class SimStream:
-    """One log-stream connection: iterating it blocks until the clock releases it at ``end``."""
+    """One log-stream connection: iterating it blocks until the clock releases it at ``end``; afterwards
+    ``finished`` says whether it ended with END_OF_LOG (as kaggle_client.LogStream does)."""
 
     end: float
-    ends_session: bool  # True: END_OF_LOG (the session ended); False: the connection drops
+    ends_session: bool  # True: END_OF_LOG (the session ended); False: the load balancer cuts it
     released: bool = False
+    finished: bool = False
     blocked: threading.Event = field(default_factory=threading.Event)
     _go: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -136,7 +142,9 @@ class SimStream:
         self.blocked.set()
         self._go.wait()
         if not self.ends_session:
-            raise ConnectionError("simulated: the log stream connection dropped")
+            # What requests raises when the connection ends mid chunked body ("Response ended prematurely").
+            raise ConnectionError("simulated: the load balancer cut the idle log stream")
+        self.finished = True
         yield from ()
 
     def release_and_join(self) -> None:
@@ -152,7 +160,7 @@ class Session:
 
     finish: float  # seconds after the push when the status turns COMPLETE
     queue_s: float
-    stream_drop_s: float | None  # None: a stream holds until the session ends
+    stream_cut_s: float | None  # None: a stream holds until the session ends
     log_end_lead_s: float = 0.0  # the log stream ends this long before the status turns COMPLETE
 
 
@@ -177,16 +185,16 @@ class SimClient:
             self.complete_seen_at = now - T0
         return "COMPLETE", ""
 
-    def log_stream(self, kernel_ref: str, version: int) -> Iterator[dict[str, Any]]:
+    def log_stream(self, kernel_ref: str, version: int) -> SimStream:
         self.calls += 1
         finish = T0 + max(0.0, self.session.finish - self.session.log_end_lead_s)
-        drop = self.session.stream_drop_s
+        cut = self.session.stream_cut_s
         end, ends_session = finish, True
-        if drop is not None and self.clock.now + drop < finish:
-            end, ends_session = self.clock.now + drop, False
+        if cut is not None and self.clock.now + cut < finish:
+            end, ends_session = self.clock.now + cut, False
         stream = SimStream(max(end, self.clock.now), ends_session)
         self.clock.streams.append(stream)
-        return iter(stream)
+        return stream
 
 
 class _QuietReporter:
@@ -211,26 +219,27 @@ class _QuietReporter:
         pass
 
 
-def simulate(finish_s: float, *, queue_s: float, stream: bool, stream_drop_s: float | None,
+def simulate(finish_s: float, *, queue_s: float, stream: bool, stream_cut_s: float | None,
              log_end_lead_s: float = 0.0, poll_min: float | None = None,
              poll_max: float | None = None) -> dict[str, Any]:
     """Drive the real ``wait()`` over one simulated session; return its calls and detection lag."""
+    from tunix_rt import log_stream as stream_mod
     from tunix_rt import runstate
     from tunix_rt import wait as wait_mod
 
     clock = SimClock()
     event_cls = type("Event", (SimEvent,), {"clock": clock})
     thread_cls = type("Thread", (SimThread,), {"clock": clock})
-    session = Session(finish_s, queue_s, stream_drop_s, log_end_lead_s)
+    session = Session(finish_s, queue_s, stream_cut_s, log_end_lead_s)
     status_client = SimClient(clock, session)
     stream_client = SimClient(clock, session)
     base = wait_mod.WaitOptions()
     opts = wait_mod.WaitOptions(timeout=None, poll_min=poll_min or base.poll_min,
                                 poll_max=poll_max or base.poll_max, stale_grace_s=base.stale_grace_s,
                                 log_stream=stream)
-    real_time, real_threading = wait_mod.time, wait_mod.threading
-    wait_mod.time = clock  # type: ignore[assignment]
-    wait_mod.threading = types.SimpleNamespace(Event=event_cls, Thread=thread_cls)  # type: ignore[assignment]
+    real_time, real_stream_time, real_threading = wait_mod.time, stream_mod.time, stream_mod.threading
+    wait_mod.time = stream_mod.time = clock  # type: ignore[assignment]
+    stream_mod.threading = types.SimpleNamespace(Event=event_cls, Thread=thread_cls)  # type: ignore[assignment]
     try:
         with tempfile.TemporaryDirectory(prefix="tunix-rt-wait-bench-") as tmp:
             run_dir = Path(tmp)
@@ -241,9 +250,11 @@ def simulate(finish_s: float, *, queue_s: float, stream: bool, stream_drop_s: fl
             reporter = _QuietReporter()
             code = wait_mod.wait(run_dir, opts, lambda: status_client, reporter,  # type: ignore[arg-type]
                                  (lambda: stream_client) if stream else None)
-            recorded_calls = runstate.load(run_dir)["kaggle"].get("wait_api_calls")
+            final = runstate.load(run_dir)["kaggle"]
+            recorded_calls = final.get("wait_api_calls")
+            stream_stats = final.get("log_stream") or {}
     finally:
-        wait_mod.time, wait_mod.threading = real_time, real_threading
+        wait_mod.time, stream_mod.time, stream_mod.threading = real_time, real_stream_time, real_threading
         for s in clock.streams:  # never leave a watcher thread blocked
             s.release_and_join()
     seen = status_client.complete_seen_at
@@ -253,6 +264,7 @@ def simulate(finish_s: float, *, queue_s: float, stream: bool, stream_drop_s: fl
         "calls": status_client.calls + stream_client.calls, "wait_recorded_calls": recorded_calls,
         "lag_s": None if seen is None else seen - finish_s,
         "log_stream_wakeups": reporter.events.count("log_stream_ended"),
+        "stream_cuts": stream_stats.get("cuts", 0), "stream_gave_up": stream_stats.get("gave_up", False),
     }
 
 
@@ -292,8 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=120, help="finish times to simulate (default 120)")
     p.add_argument("--hours", type=float, default=9.0, help="longest run, hours (default 9)")
     p.add_argument("--queue-s", type=float, default=30.0, help="seconds a session stays QUEUED (default 30)")
-    p.add_argument("--stream-drop-s", type=float, default=600.0,
-                   help="drops scenario: the log stream connection drops this often (default 600)")
+    p.add_argument("--stream-cut-s", type=float, default=180.0,
+                   help="the load balancer cuts the log stream this often (default 180: Kaggle's ~3-minute "
+                        "idle timeout, kaggle-cli PR #999, for a session that logs nothing)")
     p.add_argument("--log-end-lead-s", type=float, default=2.0,
                    help="the log stream ends this long before the status turns COMPLETE (default 2)")
     p.add_argument("--seed", type=int, default=5, help="seed of the finish-time jitter")
@@ -301,12 +314,12 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     finishes = finish_times(args.runs, args.hours, args.seed)
     scenarios: dict[str, list[dict[str, Any]]] = {
-        "tunix-rt (log stream)": [simulate(f, queue_s=args.queue_s, stream=True, stream_drop_s=None,
-                                           log_end_lead_s=args.log_end_lead_s) for f in finishes],
-        f"tunix-rt (stream drops every {args.stream_drop_s:g} s)": [
-            simulate(f, queue_s=args.queue_s, stream=True, stream_drop_s=args.stream_drop_s,
+        f"tunix-rt (log stream, cut every {args.stream_cut_s:g} s)": [
+            simulate(f, queue_s=args.queue_s, stream=True, stream_cut_s=args.stream_cut_s,
                      log_end_lead_s=args.log_end_lead_s) for f in finishes],
-        "tunix-rt (polling only)": [simulate(f, queue_s=args.queue_s, stream=False, stream_drop_s=None)
+        "tunix-rt (log stream, never cut)": [simulate(f, queue_s=args.queue_s, stream=True, stream_cut_s=None,
+                                                      log_end_lead_s=args.log_end_lead_s) for f in finishes],
+        "tunix-rt (polling only)": [simulate(f, queue_s=args.queue_s, stream=False, stream_cut_s=None)
                                     for f in finishes],
         "fixed 10 s (GitHub actions)": [fixed_interval(f, 10) for f in finishes],
         "fixed 15 s (GitHub actions)": [fixed_interval(f, 15) for f in finishes],
@@ -320,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
                   s["lag_max_s"], "met" if s["goal_met"] else "MISSED") for s in summary]))
     path = write_result(args.out, "wait_cost", {
         "params": {"runs": args.runs, "hours": args.hours, "queue_s": args.queue_s,
-                   "stream_drop_s": args.stream_drop_s, "log_end_lead_s": args.log_end_lead_s,
+                   "stream_cut_s": args.stream_cut_s, "log_end_lead_s": args.log_end_lead_s,
                    "seed": args.seed},
         "summary": summary,
         "full_run_rows": {name: max(rows, key=lambda r: r["finish_s"]) for name, rows in scenarios.items()},

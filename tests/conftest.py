@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["emulator_fixtures"]
+pytest_plugins = ["emulator_fixtures", "kaggle_e2e_helpers"]
 
 REPO = Path(__file__).resolve().parent.parent
 

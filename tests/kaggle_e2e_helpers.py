@@ -1,18 +1,25 @@
 """Helpers for the Kaggle end-to-end tests: a tiny hand-made bundle and the ``tunix-rt`` CLI in a
-subprocess, pointed at the emulator with its recipe-A environment (the real kaggle client, no patching)."""
+subprocess, pointed at the emulator with its recipe-A environment (the real kaggle client, no patching).
+
+Also a pytest plug-in (conftest.py): the fixtures ``emu`` (an emulator answering like Kaggle, queue 0.3 s),
+``run_dir`` (a run folder inside the checkout, removed after) and ``good_bundle``."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from run_fixtures import CONFIG_PATH, EVAL_SET_PATH, write_finished_run
+from tunix_rt.emulator.app import Emulator
 from tunix_rt.fsutil import sha256_file
 
 REPO = Path(__file__).resolve().parent.parent
@@ -30,6 +37,8 @@ FAST_ENV = {
     "PYTHONUNBUFFERED": "1",
 }
 POLL = ["--poll-min", "0.1", "--poll-max", "0.3"]
+SLUG = "tiny-kernel"
+REF = f"{USER}/{SLUG}"
 
 
 def training_outputs(run_name: str, tmp: Path) -> dict[str, str]:
@@ -138,3 +147,37 @@ def files_containing(root: Path, needle: str) -> list[Path]:
         if path.is_file() and not path.is_symlink() and needle.encode() in path.read_bytes():
             hits.append(path)
     return hits
+
+
+def push_args(run_dir: Path, bundle: Path, accelerator: str = "gpu-t4x2", *extra: str,
+              kernel_id: str = REF) -> list[str]:
+    return ["--kernel-id", kernel_id, "--accelerator", accelerator, "--bundle", str(bundle),
+            "--run-dir", str(run_dir), *extra]
+
+
+def versions(emu: Emulator, owner: str = USER, slug: str = SLUG) -> list[int]:
+    out, n = [], 1
+    while emu.version(owner, slug, n) is not None:
+        out.append(n)
+        n += 1
+    return out
+
+
+@pytest.fixture
+def emu(tmp_path: Path) -> Iterator[Emulator]:
+    emulator = Emulator(tmp_path / "kaggle", queue_seconds=0.3).start()
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture
+def run_dir() -> Iterator[Path]:
+    """Inside the checkout (submission_runs/.pytest-*/run): the package stage refuses outside folders."""
+    path = repo_run_dir()
+    yield path
+    shutil.rmtree(path.parent, ignore_errors=True)
+
+
+@pytest.fixture
+def good_bundle(tmp_path: Path, run_dir: Path) -> Path:
+    return make_bundle(tmp_path / "bundle", files=training_outputs(run_dir.name, tmp_path))

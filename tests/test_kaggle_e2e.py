@@ -5,65 +5,30 @@ notebook writes small fake outputs in about a second; one ``kernel`` test pushes
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import time
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from kaggle_e2e_helpers import (
     FAKE_KEY,
     POLL,
+    REF,
+    SLUG,
     USER,
     cli_env,
     files_containing,
     make_bundle,
-    repo_run_dir,
+    push_args,
     state,
     training_outputs,
     tunix_rt,
     tunix_rt_popen,
+    versions,
 )
 from tunix_rt.emulator.app import Emulator
 from tunix_rt.emulator.auth import AuthConfig
-
-SLUG = "tiny-kernel"
-REF = f"{USER}/{SLUG}"
-
-
-@pytest.fixture
-def emu(tmp_path: Path):
-    emulator = Emulator(tmp_path / "kaggle", queue_seconds=0.3).start()
-    yield emulator
-    emulator.stop()
-
-
-@pytest.fixture
-def run_dir() -> Iterator[Path]:
-    """Inside the checkout (submission_runs/.pytest-*/run): the package stage refuses outside folders."""
-    path = repo_run_dir()
-    yield path
-    shutil.rmtree(path.parent, ignore_errors=True)
-
-
-@pytest.fixture
-def good_bundle(tmp_path: Path, run_dir: Path) -> Path:
-    return make_bundle(tmp_path / "bundle", files=training_outputs(run_dir.name, tmp_path))
-
-
-def push_args(run_dir: Path, bundle: Path, accelerator: str = "gpu-t4x2", *extra: str) -> list[str]:
-    return ["--kernel-id", REF, "--accelerator", accelerator, "--bundle", str(bundle),
-            "--run-dir", str(run_dir), *extra]
-
-
-def versions(emu: Emulator) -> list[int]:
-    out, n = [], 1
-    while emu.version(USER, SLUG, n) is not None:
-        out.append(n)
-        n += 1
-    return out
 
 
 def assert_no_leak(*texts: str, roots: tuple[Path, ...] = ()) -> None:

@@ -275,17 +275,20 @@ class Emulator:
         outputs: Mapping[str, bytes] | None = None,
         log_entries: list[dict[str, Any]] | None = None,
         text: str = "print('seeded')\n",
+        title: str | None = None,
+        private: bool = True,
     ) -> Version:
         """A finished version that was never executed (e.g. the previous run before a push, for stale-status
         tests), with the given output files and log."""
         _, version = self.store.create_version(
             owner,
             slug,
-            title=slug,
+            title=title or slug,
             kernel_type="script",
             language="python",
             text=text,
-            request={"slug": f"{owner}/{slug}", "kernelType": "script", "language": "python"},
+            request={"slug": f"{owner}/{slug}", "kernelType": "script", "language": "python",
+                     "isPrivate": private},
             session_timeout_s=None,
             status="RUNNING",
         )
