@@ -79,9 +79,24 @@ class LogStreamWatch:
         due = self.due_in()
         if due is None or due > 0:
             return
+        if self._client is None:
+            # Signed in here, in the caller's thread: connect() redirects stdout while the client signs in,
+            # which must never happen while another thread prints.
+            try:
+                self._client = self._factory()
+            except Exception as exc:  # refused, unreachable: the stream is optional
+                self.last_error = type(exc).__name__
+                self._failed(time.monotonic())
+                return
         self.signal.clear()
         self._thread = threading.Thread(target=self._connect, name="tunix-rt-log-stream", daemon=True)
         self._thread.start()
+
+    def _failed(self, now: float) -> None:
+        """One more connection without progress: back off, and give up after MAX_FAILURES in a row."""
+        self.failures += 1
+        self._next_at = now + min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2.0 ** self.failures)
+        self.gave_up = self.failures >= MAX_FAILURES
 
     def stats(self) -> dict[str, Any]:
         """What the stream did (recorded in run_state ``kaggle.log_stream``)."""
@@ -93,8 +108,6 @@ class LogStreamWatch:
         before = self.events
         finished = False
         try:
-            if self._client is None:
-                self._client = self._factory()
             stream = self._client.log_stream(self._ref, self._version)
             self.connects += 1
             self.live = True
@@ -115,7 +128,5 @@ class LogStreamWatch:
                     self.failures = 0
                     self._next_at = now + RECONNECT_S
                 else:
-                    self.failures += 1
-                    self._next_at = now + min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2.0 ** self.failures)
-                    self.gave_up = self.failures >= MAX_FAILURES
+                    self._failed(now)
             self.signal.set()

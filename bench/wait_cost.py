@@ -19,7 +19,9 @@ Scenarios (each over the same ``--runs`` finish times spread over 0–``--hours`
   * ``tunix-rt (log stream, never cut)``: a stream that holds until the session ends;
   * ``tunix-rt (polling only)``: ``TUNIX_RT_LOG_STREAM=0`` (or a server without the stream);
   * ``fixed 10 s`` / ``fixed 15 s``: what the GitHub actions do (one status call every N s), computed.
-Figures: calls for the full-length run (every status poll and every stream connection), calls and lag
+Figures: calls for the full-length run (every status poll, every stream connection, and each client's
+sign-in: ``--sign-in-calls``, 1 by default — an API token's IntrospectToken, or a legacy key's one credential
+check for the status client), calls and lag
 (median, max) over all finish times. Goal (issues 5 and 8): ≤ 540 calls over 9 h with completion seen
 ≤ 30 s after it happens.
 """
@@ -167,9 +169,9 @@ class Session:
 class SimClient:
     """What wait.py needs of :class:`tunix_rt.kaggle_client.KaggleClient`, answering from a Session."""
 
-    def __init__(self, clock: SimClock, session: Session) -> None:
+    def __init__(self, clock: SimClock, session: Session, sign_in_calls: int = 0) -> None:
         self.clock, self.session = clock, session
-        self.calls = 0
+        self.calls = self.sign_in_calls = sign_in_calls  # a fresh connection's sign-in (counted by wait.py)
         self.credentials = types.SimpleNamespace(secrets=())
         self.policy = types.SimpleNamespace(sleep=clock.sleep)
         self.complete_seen_at: float | None = None
@@ -221,7 +223,7 @@ class _QuietReporter:
 
 def simulate(finish_s: float, *, queue_s: float, stream: bool, stream_cut_s: float | None,
              log_end_lead_s: float = 0.0, poll_min: float | None = None,
-             poll_max: float | None = None) -> dict[str, Any]:
+             poll_max: float | None = None, sign_in_calls: int = 1) -> dict[str, Any]:
     """Drive the real ``wait()`` over one simulated session; return its calls and detection lag."""
     from tunix_rt import log_stream as stream_mod
     from tunix_rt import runstate
@@ -231,8 +233,8 @@ def simulate(finish_s: float, *, queue_s: float, stream: bool, stream_cut_s: flo
     event_cls = type("Event", (SimEvent,), {"clock": clock})
     thread_cls = type("Thread", (SimThread,), {"clock": clock})
     session = Session(finish_s, queue_s, stream_cut_s, log_end_lead_s)
-    status_client = SimClient(clock, session)
-    stream_client = SimClient(clock, session)
+    status_client = SimClient(clock, session, sign_in_calls)
+    stream_client = SimClient(clock, session, sign_in_calls)
     base = wait_mod.WaitOptions()
     opts = wait_mod.WaitOptions(timeout=None, poll_min=poll_min or base.poll_min,
                                 poll_max=poll_max or base.poll_max, stale_grace_s=base.stale_grace_s,
@@ -260,8 +262,11 @@ def simulate(finish_s: float, *, queue_s: float, stream: bool, stream_cut_s: flo
     seen = status_client.complete_seen_at
     return {
         "finish_s": finish_s, "exit_code": code,
-        "status_calls": status_client.calls, "stream_calls": stream_client.calls,
-        "calls": status_client.calls + stream_client.calls, "wait_recorded_calls": recorded_calls,
+        "status_calls": status_client.calls - sign_in_calls,
+        "stream_calls": stream_client.calls - sign_in_calls if stream else 0,
+        "sign_in_calls": sign_in_calls * (2 if stream else 1),
+        "calls": status_client.calls + (stream_client.calls if stream else 0),
+        "wait_recorded_calls": recorded_calls,
         "lag_s": None if seen is None else seen - finish_s,
         "log_stream_wakeups": reporter.events.count("log_stream_ended"),
         "stream_cuts": stream_stats.get("cuts", 0), "stream_gave_up": stream_stats.get("gave_up", False),
@@ -309,6 +314,9 @@ def main(argv: list[str] | None = None) -> int:
                         "idle timeout, kaggle-cli PR #999, for a session that logs nothing)")
     p.add_argument("--log-end-lead-s", type=float, default=2.0,
                    help="the log stream ends this long before the status turns COMPLETE (default 2)")
+    p.add_argument("--sign-in-calls", type=int, default=1,
+                   help="calls a fresh connection spends signing in, per client (1: an API token's "
+                        "IntrospectToken, or a legacy key's credential check; default 1)")
     p.add_argument("--seed", type=int, default=5, help="seed of the finish-time jitter")
     out_arg(p)
     args = p.parse_args(argv)
@@ -316,11 +324,12 @@ def main(argv: list[str] | None = None) -> int:
     scenarios: dict[str, list[dict[str, Any]]] = {
         f"tunix-rt (log stream, cut every {args.stream_cut_s:g} s)": [
             simulate(f, queue_s=args.queue_s, stream=True, stream_cut_s=args.stream_cut_s,
-                     log_end_lead_s=args.log_end_lead_s) for f in finishes],
-        "tunix-rt (log stream, never cut)": [simulate(f, queue_s=args.queue_s, stream=True, stream_cut_s=None,
-                                                      log_end_lead_s=args.log_end_lead_s) for f in finishes],
-        "tunix-rt (polling only)": [simulate(f, queue_s=args.queue_s, stream=False, stream_cut_s=None)
-                                    for f in finishes],
+                     log_end_lead_s=args.log_end_lead_s, sign_in_calls=args.sign_in_calls) for f in finishes],
+        "tunix-rt (log stream, never cut)": [
+            simulate(f, queue_s=args.queue_s, stream=True, stream_cut_s=None, log_end_lead_s=args.log_end_lead_s,
+                     sign_in_calls=args.sign_in_calls) for f in finishes],
+        "tunix-rt (polling only)": [simulate(f, queue_s=args.queue_s, stream=False, stream_cut_s=None,
+                                             sign_in_calls=args.sign_in_calls) for f in finishes],
         "fixed 10 s (GitHub actions)": [fixed_interval(f, 10) for f in finishes],
         "fixed 15 s (GitHub actions)": [fixed_interval(f, 15) for f in finishes],
     }
@@ -334,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     path = write_result(args.out, "wait_cost", {
         "params": {"runs": args.runs, "hours": args.hours, "queue_s": args.queue_s,
                    "stream_cut_s": args.stream_cut_s, "log_end_lead_s": args.log_end_lead_s,
+                   "sign_in_calls": args.sign_in_calls,
                    "seed": args.seed},
         "summary": summary,
         "full_run_rows": {name: max(rows, key=lambda r: r["finish_s"]) for name, rows in scenarios.items()},

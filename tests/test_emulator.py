@@ -503,3 +503,104 @@ def test_download_faults_and_resume(kaggle_emulator, kaggle_api, tmp_path):
     assert (tmp_path / "b" / "output" / "model.bin").read_bytes() == data
     blobs = kaggle_emulator.calls("blob")
     assert [b.status for b in blobs][-2:] == [None, 206]  # the client resumed with a Range request
+
+
+# ---- Kaggle's own ways (behaviour.py), through the real client -------------------------------------------
+
+
+def test_some_429s_come_without_retry_after(kaggle_emulator, kaggle_api):
+    """kaggle-cli #938: Retry-After is not reliable; every second 429 here has none."""
+    kaggle_emulator.seed_version("alice", "done-kernel")
+    kaggle_emulator.script_faults("GetKernelSessionStatus", "429", "429")
+    headers = []
+    for _ in range(2):
+        with pytest.raises(requests.HTTPError) as err:
+            kaggle_api.kernels_status("alice/done-kernel")
+        headers.append(err.value.response.headers.get("Retry-After"))
+    assert headers == ["1", None]
+
+
+def test_current_version_number_lags_until_the_session_ends(make_emulator, kaggle_api, tmp_path):
+    run = FakeRun(gated=True)
+    emu = make_emulator(execute_fn=run)
+    emu.set_behaviour(version_lags=True)
+    emu.seed_version("alice", "lag-kernel")
+    with emu.patch_client():
+        kaggle_api.kernels_push(str(write_kernel(tmp_path / "k", "alice/lag-kernel", "print(1)\n",
+                                                 kernel_type="script")))
+        assert run.started.wait(30)
+        (meta,) = kaggle_api.kernels_list(user="alice", search="lag-kernel")
+        assert meta.current_version_number == 1  # v2 runs, the field still says v1
+        assert kaggle_api.kernels_status("alice/lag-kernel/2").status.name == "RUNNING"  # asked for, it is there
+        run.release()
+        emu.wait_until("alice", "lag-kernel", 2)
+        (meta,) = kaggle_api.kernels_list(user="alice", search="lag-kernel")
+        assert meta.current_version_number == 2
+
+
+@pytest.mark.parametrize("clean", [False, True], ids=["socket-dropped", "clean-end"])
+def test_log_stream_idle_cut_and_replay_from_the_start(make_emulator, kaggle_api, tmp_path, clean):
+    run = FakeRun(stdout=["one\n", "two\n"], gated=True)
+    emu = make_emulator(execute_fn=run)
+    emu.set_behaviour(stream_idle_cut_s=0.5, stream_cut_clean=clean)
+    with emu.patch_client():
+        kaggle_api.kernels_push(str(write_kernel(tmp_path / "k", "alice/quiet-kernel", "print(1)\n",
+                                                 kernel_type="script")))
+        assert run.started.wait(30)
+        for _ in range(2):  # each connection replays the log from the start, then is cut: no END_OF_LOG
+            seen = []
+            try:
+                for event in kaggle_api.kernels_logs_stream("alice/quiet-kernel/1"):
+                    seen.append(event["data"])
+            except requests.exceptions.ChunkedEncodingError:
+                assert not clean
+            else:
+                assert clean  # the client's reader just stops: only the missing END_OF_LOG tells a cut
+            assert seen == ["one\n", "two\n"]
+        run.release()
+        emu.wait_until("alice", "quiet-kernel", 1)
+        assert [e["data"] for e in kaggle_api.kernels_logs_stream("alice/quiet-kernel/1")] == ["one\n", "two\n"]
+    assert [r.fault for r in emu.calls("logs_stream")] == ["idle_cut", "idle_cut", None]
+
+
+def test_an_unknown_machine_shape_is_refused_in_band(kaggle_emulator, kaggle_cli, tmp_path):
+    folder = write_kernel(tmp_path / "kern", "alice/odd-shape", "print(1)\n", kernel_type="script")
+    out = kaggle_cli("kernels", "push", "-p", str(folder), "--accelerator", "NvidiaV100")
+    assert out.returncode == 0 and "Invalid machine shape 'NvidiaV100'" in out.stdout  # the CLI exits 0 (!)
+    assert kaggle_emulator.version("alice", "odd-shape", 1) is None
+    out = kaggle_cli("kernels", "push", "-p", str(folder), "--accelerator", "NvidiaTeslaT4")
+    assert "successfully pushed" in out.stdout
+
+
+def test_quota_endpoint_through_the_kaggle_cli(make_emulator, kaggle_cli):
+    from tunix_rt.emulator import QuotaConfig
+
+    emu = make_emulator(quota=QuotaConfig(gpu_used_h=12.5, gpu_allowed_h=30, tpu_used_h=0, tpu_allowed_h=20))
+    out = kaggle_cli("quota", emulator=emu)
+    assert out.returncode == 0, out.stderr
+    assert "12.50h" in out.stdout and "17.50h" in out.stdout and "30.00h" in out.stdout and "20.00h" in out.stdout
+    emu.serve_quota = False
+    assert kaggle_cli("quota", emulator=emu).returncode != 0
+
+
+def test_model_instance_lookup(kaggle_emulator, kaggle_api):
+    found = kaggle_api.model_instance_get("google/gemma-3/transformers/gemma-3-1b-it")
+    assert found.slug == "gemma-3-1b-it" and found.version_number == 1
+    with pytest.raises(requests.HTTPError) as err:
+        kaggle_api.model_instance_get("nobody/nothing/jax/base")
+    assert err.value.response.status_code == 403
+
+
+def test_new_script_and_the_cancel_statuses(make_emulator, kaggle_api, tmp_path):
+    run = FakeRun(gated=True)
+    emu = make_emulator(execute_fn=run)
+    emu.set_behaviour(new_script_s=0.5)
+    with emu.patch_client():
+        kaggle_api.kernels_push(str(write_kernel(tmp_path / "k", "alice/cancel-me", "print(1)\n",
+                                                 kernel_type="script")))
+        assert kaggle_api.kernels_status("alice/cancel-me/1").status.name == "NEW_SCRIPT"
+        assert run.started.wait(30)
+        emu.cancel("alice", "cancel-me", 1, acknowledge_after_s=0.5)
+        assert kaggle_api.kernels_status("alice/cancel-me/1").status.name == "CANCEL_REQUESTED"
+        emu.wait_until("alice", "cancel-me", 1)
+        assert kaggle_api.kernels_status("alice/cancel-me/1").status.name == "CANCEL_ACKNOWLEDGED"

@@ -114,6 +114,8 @@ def test_a_cancel_that_is_never_acknowledged_counts_as_finished(tmp_path: Path, 
         assert tunix_rt(env, "push", *push_args(run_dir, bundle, "cpu")).code == 0
         assert fake.started.wait(60)
         emu.cancel(USER, "tiny-kernel", 1, acknowledge_after_s=None)
+        # This wait never sees the version active, so the stale-status guard holds it for the post-push grace.
+        env["TUNIX_RT_STALE_GRACE_S"] = "1"
         res = tunix_rt(env, "wait", "--run-dir", str(run_dir), "--poll-min", "0.1", "--poll-max", "0.2")
         assert res.code == 1, res.output
         assert state(run_dir)["kaggle"]["status"] == "CANCEL_REQUESTED"

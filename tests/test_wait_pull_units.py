@@ -21,9 +21,10 @@ def test_call_budget_for_a_nine_hour_run() -> None:
     plain = poll_calls(NINE_HOURS, 5.0, 60.0)
     assert 530 <= plain <= 550
     # With the log stream live the status poll is a safety net at twice the cap: about half the calls;
-    # stream reconnects are at most one per 5 minutes (108 in 9 h), so the total stays under 540.
+    # Kaggle cuts the stream after ~3 idle minutes (kaggle-cli PR #999) and each reconnect is a call: even a
+    # cut every 180 s for 9 h (180 reconnects) keeps the total under 540 (bench/wait_cost.py measures it).
     with_stream = poll_calls(NINE_HOURS, 5.0, 120.0)
-    assert with_stream + NINE_HOURS // 300 <= 540
+    assert with_stream + NINE_HOURS // 180 <= 540
 
 
 def test_wait_options_from_flags(monkeypatch) -> None:

@@ -31,8 +31,8 @@ def run(args: argparse.Namespace) -> int:
             reserved = f", {hours(line.reserved_s)} reserved" if line.reserved_s else ""
             lines.append(f"{line.kind}: {hours(line.used_s)} used of {hours(line.allowed_s)}{reserved}, "
                          f"{hours(line.left_s)} left")
-        summary = "; ".join(lines) or "no GPU/TPU figures in Kaggle's answer"
-        reporter.result(0, f"{summary} (refreshes {quota.refresh_text})", account=client.username,
+        lines = lines or ["no GPU/TPU figures in Kaggle's answer"]
+        reporter.result(0, "\n".join([*lines, f"refreshes {quota.refresh_text}"]), account=client.username,
                         credentials=client.credentials.source, **quota.as_dict())
         return 0
 

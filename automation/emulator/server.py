@@ -305,13 +305,17 @@ class Handler(BaseHTTPRequestHandler):
             except FileNotFoundError:
                 text = ""
             lines = text.split("\n")
-            complete = lines if finished else lines[:-1]
-            for line in complete[sent:]:
-                entry = line.strip().lstrip("[,").rstrip("]").strip()
+            for index in range(sent, len(lines)):
+                entry = lines[index].strip().lstrip("[,").rstrip("]").strip()
+                if index == len(lines) - 1 and not finished:
+                    try:  # the newest line: sent once it is a whole entry (the writer may be mid-write)
+                        json.loads(entry)
+                    except ValueError:
+                        break
                 if entry:
                     chunk(f"data: {entry}\n\n".encode())
                     last_sent = time.monotonic()
-            sent = max(sent, len(complete))
+                sent = index + 1
             if finished or emu.stopping:
                 chunk(b"data: END_OF_LOG\n\n")
                 self.wfile.write(b"0\r\n\r\n")
