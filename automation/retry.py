@@ -9,7 +9,7 @@ mapped here: Kaggle answers 403 for a kernel the caller cannot see, existing or 
 kaggle-api #548), so only the caller knows what it means (kaggle_client.py). Waits are exponential with
 full jitter, bounded by a number of attempts and a total time; then the call fails with :data:`EXIT_API`.
 
-The per-call deadline is not here: the SDK sends with no HTTP timeout, so :mod:`tunix_rt.kaggle_client`
+The per-call deadline is not here: the SDK sends with no HTTP timeout, so :mod:`tunix_rt.kaggle_sdk`
 mounts an adapter with socket timeouts on every session the SDK opens (see there for why not a thread).
 A timed-out call raises ``requests.Timeout`` and comes back through this policy.
 
