@@ -1,10 +1,10 @@
 """Build the pushable kernel folder ``<run-dir>/bundle/``: ``kernel-metadata.json`` + the kernel notebook.
 
 The notebook is ``kernel/kaggle_submission.ipynb`` with two cells filled in: the papermill ``parameters``
-cell (mode, config, dataset, eval set, run version) and the payload cell, a base64 deterministic tar.gz of
-everything the kernel trains with (``training/`` code, configs, datasets, tokenizer, eval sets, and
-``kernel/requirements.txt``). The kernel unpacks it into a temporary folder on start, so it needs nothing but
-the notebook (and, for real Gemma weights, the ``model_sources`` Kaggle mounts).
+cell (mode, config, dataset, eval set, run version, session timeout) and the payload cell, a base64
+deterministic tar.gz of everything the kernel trains with (``training/`` code, configs, datasets, tokenizer,
+eval sets, and ``kernel/requirements.txt``). The kernel unpacks it into a temporary folder on start, so it
+needs nothing but the notebook (and, for real Gemma weights, the ``model_sources`` Kaggle mounts).
 
 Deterministic: the same inputs give the same bytes (sorted tar entries, mtime 0, uid/gid 0, fixed modes,
 gzip mtime 0, fixed cell ids, canonical nbformat JSON). The notebook's sha256 identifies the code that runs;
@@ -76,6 +76,7 @@ class BundleInfo:
     run_version: str
     accelerator: str
     model_sources: tuple[str, ...]
+    session_timeout_s: int | None = None  # baked in: a full run checkpoints and stops before it (None: never)
 
     def state_record(self) -> dict[str, Any]:
         """The ``bundle`` block of run_state.json."""
@@ -316,14 +317,22 @@ def build_bundle(
     enable_internet: bool = True,
     max_bytes: int = MAX_NOTEBOOK_BYTES,
     record: bool = True,
+    session_timeout_s: int | None = None,
 ) -> BundleInfo:
     """Build ``<run_dir>/bundle/`` and (``record``) note it in run_state.json; returns what was built.
 
     ``config`` defaults to training/configs/sft_tiny.yaml; ``dataset`` and ``eval_set`` to the config's
-    ``data.dataset`` / ``data.eval_set``. Bad inputs and a notebook over ``max_bytes`` raise TunixRtError.
+    ``data.dataset`` / ``data.eval_set``. ``session_timeout_s`` is the Kaggle session timeout the push will ask
+    for (kaggle-cli ``kernels push -t/--timeout`` → ``sessionTimeoutSeconds``): baked into the notebook, a full
+    run checkpoints and ends ``cut_for_time`` before it. Bad inputs and a notebook over ``max_bytes`` raise
+    TunixRtError.
     """
     if mode not in MODES:
         raise TunixRtError(f"--mode {mode!r}: expected one of {', '.join(MODES)}", EXIT_USAGE)
+    if session_timeout_s is not None and (isinstance(session_timeout_s, bool)
+                                          or not isinstance(session_timeout_s, int) or session_timeout_s <= 0):
+        raise TunixRtError(f"session timeout {session_timeout_s!r}: expected a positive number of seconds",
+                           EXIT_USAGE)
     run_dir = Path(run_dir).resolve()
     run_version = run_dir.name
     acc = resolve(accelerator)
@@ -350,6 +359,7 @@ def build_bundle(
         "dataset": dataset,
         "eval_set": _payload_name(eval_set_path, "evalsets"),
         "run_version": run_version,
+        "session_timeout_s": session_timeout_s,
     }
     notebook = render_notebook(parameters, payload).encode("utf-8")
     if len(notebook) > max_bytes:
@@ -381,6 +391,7 @@ def build_bundle(
         run_version=run_version,
         accelerator=acc.name,
         model_sources=model_sources,
+        session_timeout_s=session_timeout_s,
     )
     if record:
         runstate.update(run_dir, run_version=run_version, mode=mode, accelerator=acc.name,
@@ -451,4 +462,5 @@ def load_bundle(bundle_dir: Path) -> BundleInfo:
         run_version=str(params.get("run_version")),
         accelerator=accelerator,
         model_sources=tuple(metadata.get("model_sources") or ()),
+        session_timeout_s=params.get("session_timeout_s"),
     )

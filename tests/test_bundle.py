@@ -77,9 +77,10 @@ def test_parameters_are_baked_into_the_parameters_cell(tmp_path: Path) -> None:
     (cell,) = [c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", [])]
     namespace: dict[str, object] = {}
     exec("".join(cell["source"]), namespace)  # noqa: S102 - our own generated assignments
-    assert {k: namespace[k] for k in ("mode", "config", "dataset", "eval_set", "run_version")} == {
+    assert {k: namespace[k] for k in ("mode", "config", "dataset", "eval_set", "run_version",
+                                      "session_timeout_s")} == {
         "mode": "full", "config": "configs/sft_tiny.yaml", "dataset": "dev-reasoning-v2",
-        "eval_set": "evalsets/eval_v1.jsonl", "run_version": "m33_v9"}
+        "eval_set": "evalsets/eval_v1.jsonl", "run_version": "m33_v9", "session_timeout_s": None}
     assert all(c.get("outputs", []) == [] for c in nb["cells"])
     loaded = load_bundle(info.bundle_dir)
     assert (loaded.sha256, loaded.mode, loaded.dataset, loaded.run_version, loaded.kernel_id) == (
@@ -219,3 +220,16 @@ def test_no_credentials_in_the_bundle(tmp_path: Path, monkeypatch: pytest.Monkey
             assert secret not in blob
     names = _members(info.notebook_path)
     assert not [n for n in names if n.endswith(("kaggle.json", ".env", "access_token"))]
+
+
+def test_session_timeout_is_baked_and_checked(tmp_path: Path) -> None:
+    info = build_bundle(tmp_path / "chain_s1", mode="full", session_timeout_s=7200)
+    nb = json.loads(info.notebook_path.read_text(encoding="utf-8"))
+    (cell,) = [c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", [])]
+    namespace: dict[str, object] = {}
+    exec("".join(cell["source"]), namespace)  # noqa: S102 - our own generated assignments
+    assert namespace["session_timeout_s"] == 7200
+    assert load_bundle(info.bundle_dir).session_timeout_s == info.session_timeout_s == 7200
+    for bad in (0, -5, 1.5, True):
+        with pytest.raises(TunixRtError, match="session timeout"):
+            build_bundle(tmp_path / "bad", mode="full", session_timeout_s=bad)

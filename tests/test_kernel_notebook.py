@@ -96,9 +96,10 @@ def test_banner_only_after_everything_passed() -> None:
     assert summary.index('write_kernel_run("complete")') < summary.index(BANNER)
 
 
-def _commands(tmp_path: Path, mode: str) -> dict[str, Any]:
+def _commands(tmp_path: Path, mode: str, session_timeout_s: int | None = None,
+              input_dir: Path = Path("/kaggle/input")) -> dict[str, Any]:
     """Run the bundle's Configuration cells on its real, unpacked payload and return every *_CMD(S)."""
-    info = build_bundle(tmp_path / "m33_rehearsal", mode=mode)
+    info = build_bundle(tmp_path / "m33_rehearsal", mode=mode, session_timeout_s=session_timeout_s)
     payload_dir = tmp_path / "payload"
     with tarfile.open(fileobj=io.BytesIO(extract_payload(info.notebook_path)), mode="r:gz") as tar:
         tar.extractall(payload_dir, filter="data")
@@ -106,12 +107,12 @@ def _commands(tmp_path: Path, mode: str) -> dict[str, Any]:
     ns: dict[str, Any] = {
         "json": json, "os": __import__("os"), "platform": platform, "sys": sys, "Path": Path,
         "PAYLOAD_DIR": payload_dir, "TRAINING_DIR": payload_dir / "training",
-        "OUTPUT_DIR": tmp_path / "work" / "output", "INPUT_DIR": Path("/kaggle/input"), "RUN_TYPE": "Batch",
-        "CELLS_COMPLETED": [], "cell_done": lambda name: None,
+        "OUTPUT_DIR": tmp_path / "work" / "output", "INPUT_DIR": input_dir, "RUN_TYPE": "Batch",
+        "CELLS_COMPLETED": [], "cell_done": lambda name: None, "SESSION_START_UNIX": 1_000_000.0,
     }
     exec(code["parameters"], ns)  # noqa: S102 - the notebook's own cells
     exec(code["config-check"], ns)  # noqa: S102
-    return {k: v for k, v in ns.items() if k.endswith(("_CMD", "_CMDS"))}
+    return {k: v for k, v in ns.items() if k.endswith(("_CMD", "_CMDS")) or k in ("KERNEL_RUN", "RESUME_FROM")}
 
 
 class _Parsed(Exception):
@@ -146,6 +147,7 @@ def _parse(cmd: list[Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captu
 def test_every_command_parses_against_its_script(tmp_path: Path, mode: str, monkeypatch: pytest.MonkeyPatch,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     cmds = _commands(tmp_path, mode)
+    assert cmds.pop("RESUME_FROM") is None and cmds.pop("KERNEL_RUN")["session_timeout_s"] is None
     assert set(cmds) == {"DATASET_CHECK_CMDS", "TRAIN_CMD", "SMOKE_CMD", "FULL_CMD", "SCORE_CMD"}
 
     smoke = _parse(cmds["SMOKE_CMD"], monkeypatch, capsys)
@@ -155,6 +157,7 @@ def test_every_command_parses_against_its_script(tmp_path: Path, mode: str, monk
     assert smoke.input_dir == "/kaggle/input"
     full = _parse(cmds["FULL_CMD"], monkeypatch, capsys)
     assert full.smoke_steps is None and full.max_steps is None  # the config's schedule
+    assert full.resume_from is None and full.deadline_unix is None  # nothing attached, no session timeout
 
     score = _parse(cmds["SCORE_CMD"], monkeypatch, capsys)
     assert Path(score.predictions).name == "predictions.jsonl" and Path(score.eval_set).is_file()
@@ -164,6 +167,32 @@ def test_every_command_parses_against_its_script(tmp_path: Path, mode: str, monk
     for cmd in cmds["DATASET_CHECK_CMDS"]:
         checked = _parse(cmd, monkeypatch, capsys)
         assert checked.check is True and checked.out is None  # the shipped files, next to the script
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("layout", ["tunix-rt-s1/output", "notebooks/alice/tunix-rt-s1/output"])
+def test_full_run_resumes_an_attached_session_until_the_deadline(
+        tmp_path: Path, layout: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A previous session's output attached as a kernel source (classic or newer /kaggle/input layout) is
+    passed as --resume_from; the baked session timeout becomes --deadline_unix from the notebook's start."""
+    inputs = tmp_path / "input"
+    (inputs / layout / "checkpoint" / "12").mkdir(parents=True)
+    (inputs / "gemma-3" / "transformers").mkdir(parents=True)  # a model source: not a session
+    cmds = _commands(tmp_path, "full", session_timeout_s=3600, input_dir=inputs)
+    full = _parse(cmds["FULL_CMD"], monkeypatch, capsys)
+    assert Path(full.resume_from) == inputs / layout
+    assert full.deadline_unix == 1_000_000.0 + 3600
+    assert cmds["KERNEL_RUN"]["resumed_from"] == layout and cmds["KERNEL_RUN"]["session_timeout_s"] == 3600
+    smoke = _parse(cmds["SMOKE_CMD"], monkeypatch, capsys)  # smoke runs never resume nor stop for time
+    assert smoke.resume_from is None and smoke.deadline_unix is None
+
+
+def test_two_attached_sessions_are_ambiguous(tmp_path: Path) -> None:
+    inputs = tmp_path / "input"
+    for slug in ("s1", "s2"):
+        (inputs / slug / "output" / "checkpoint").mkdir(parents=True)
+    with pytest.raises(RuntimeError, match="several previous sessions attached"):
+        _commands(tmp_path, "full", input_dir=inputs)
 
 
 def test_requirements_match_the_kernel_extra() -> None:
@@ -197,7 +226,7 @@ def test_failing_training_step_fails_the_notebook(tmp_path: Path) -> None:
     files = payload_files(stock, eval_set)
     files["training/configs/bad_config.yaml"] = bad
     params = {"mode": "smoke", "config": "configs/bad_config.yaml", "dataset": "dev-reasoning-v2",
-              "eval_set": "evalsets/eval_v1.jsonl", "run_version": "broken"}
+              "eval_set": "evalsets/eval_v1.jsonl", "run_version": "broken", "session_timeout_s": None}
     bundle = tmp_path / "broken" / "bundle"
     bundle.mkdir(parents=True)
     (bundle / "kaggle_submission.ipynb").write_text(render_notebook(params, build_payload(files)),

@@ -115,9 +115,14 @@ class GenerationSection:
 
 @dataclass(frozen=True)
 class CheckpointSection:
-    """Orbax checkpoint of full runs (smoke runs never save)."""
+    """Orbax checkpoints of full runs (smoke runs never save), and when a session with a deadline stops."""
 
-    enabled: bool = True  # save <output>/checkpoint/<step>/ (model_params, optimizer_state) after a full run
+    enabled: bool = True  # save <output>/checkpoint/<step>/ (model_params, optimizer_state) in full runs
+    interval_steps: int = 0  # also save every N optimizer steps (0 = only at the run's or session's end)
+    max_to_keep: int = 1  # newest checkpoints kept; Orbax deletes an older one only after a newer one is complete
+    # with --deadline_unix: stop training, save and exit once less than this margin (plus one step's time) is
+    # left before the deadline; it must cover a checkpoint write and the outputs (Kaggle kills at the deadline)
+    deadline_margin_s: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -234,6 +239,7 @@ def _check(cfg: TrainConfig) -> None:
         "generation.max_prompt_length": cfg.generation.max_prompt_length,
         "generation.batch_size": cfg.generation.batch_size,
         "lora.rank": cfg.lora.rank,
+        "checkpoint.max_to_keep": cfg.checkpoint.max_to_keep,
     }
     if m.architecture is not None:
         positive.update({f"model.architecture.{k}": v for k, v in dataclasses.asdict(m.architecture).items()
@@ -241,6 +247,10 @@ def _check(cfg: TrainConfig) -> None:
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{key}: expected a positive value, got {value!r}")
+    for key, value in (("checkpoint.interval_steps", cfg.checkpoint.interval_steps),
+                       ("checkpoint.deadline_margin_s", cfg.checkpoint.deadline_margin_s)):
+        if value < 0:
+            raise ConfigError(f"{key}: expected 0 or a positive value, got {value!r}")
     ratio = cfg.training.warmup_ratio
     if not 0 <= ratio < 1:
         raise ConfigError(f"training.warmup_ratio: expected 0 <= value < 1, got {ratio!r}")

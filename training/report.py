@@ -88,6 +88,7 @@ def run_result(**fields: Any) -> dict[str, Any]:
         "eval": None,
         "timings_s": None,
         "checkpoint": None,
+        "session": None,
     }
     unknown = set(fields) - set(doc)
     if unknown:  # a typo here would silently drop evidence

@@ -1,8 +1,17 @@
 """One training run, end to end: check inputs → data → model → Tunix SFT → checkpoint → greedy eval → files.
 
-Called by ``training/train_jax.py`` (the thin entry script). Exit codes: 0 done; 2 bad input (flags, config,
-dataset key, eval file, model files), one line on stderr and nothing written; 1 a failure during the run,
-recorded in ``run_result.json`` (status "failed" + error). Every number written is measured in this run.
+Called by ``training/train_jax.py`` (the thin entry script). Exit codes: 0 done (status "complete", or
+"cut_for_time": the session stopped before its deadline with a checkpoint to resume, no eval); 2 bad input
+(flags, config, dataset key, eval file, model files, a checkpoint that cannot be resumed), one line on stderr
+and nothing written; 1 a failure during the run, recorded in ``run_result.json`` (status "failed" + error).
+Every number written is measured in this run.
+
+Sessions (Kaggle stops a session at its timeout): ``--deadline_unix T`` makes a full run checkpoint and stop
+``checkpoint.deadline_margin_s`` (plus one step) before T; ``--resume_from DIR`` continues the latest complete
+checkpoint under DIR (a previous run's --output, or its checkpoint/ folder) on the same schedule: same batch
+order (batch k is fixed by the seed), same learning-rate position (the restored optimizer step). Chained
+sessions give the loss curve of one long run. ``--stop_after_steps N`` cuts a session after N steps as a
+deadline would (deterministic, for tests and rehearsals).
 
 What the figures mean:
 - metrics.jsonl: step 1, every ``training.log_every``-th step and the last; each row is also printed to
@@ -15,7 +24,10 @@ What the figures mean:
 - ``timings_s``: import (JAX/Flax/Tunix), data (mesh, tokenizer, tokenization), model_init, compile (until
   step 1's loss was ready), train (the rest of the loop), checkpoint, generate, score, total (from start-up).
 - ``checkpoint.path`` is relative to --output (full runs only: Tunix's Orbax layout <step>/model_params …;
-  with LoRA only the adapters are saved).
+  with LoRA only the adapters are saved); ``checkpoint.step`` is the newest complete step saved.
+- ``session``: ``start_step`` (0, or the step resumed from), ``end_step``, ``stop_reason`` ("max_steps",
+  "deadline" or "stop_after_steps"), ``deadline_unix``, ``resumed_from`` ({path, step} or null),
+  ``restore_s``. A resumed session's metrics.jsonl, losses and throughput cover its own steps only.
 """
 
 from __future__ import annotations
@@ -31,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from .batches import DataFitError
+from .checkpoints import CHECKPOINT_DIR, Fingerprint, ResumeError, ResumePoint, config_fingerprint
 from .config import ConfigError, LoadedConfig, TrainConfig, load_config
 from .datasets import Dataset, DatasetError, load_dataset
 from .devices import DEVICE_CHOICES, DeviceError, make_mesh, select_platform
@@ -40,6 +53,7 @@ from .report import round_or_none, run_result, versions, write_json, write_jsonl
 from .tokenizer import TokenizerError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+STATUS_COMPLETE, STATUS_CUT = "complete", "cut_for_time"  # run_result.json "status" besides "failed"
 TRAINING_DIR = Path(__file__).resolve().parent
 PROG = "train_jax"
 
@@ -66,6 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input_dir", metavar="DIR",
                    default=os.environ.get("TUNIX_RT_INPUT_DIR", "/kaggle/input"),
                    help="where model.weights_glob is searched ($TUNIX_RT_INPUT_DIR, else /kaggle/input)")
+    p.add_argument("--resume_from", metavar="DIR",
+                   help="full mode: continue the latest complete checkpoint under DIR (a previous run's --output "
+                        "or its checkpoint/ folder), made with the same config")
+    p.add_argument("--deadline_unix", type=float, metavar="T",
+                   help="full mode: Unix time by which the run must have ended; it checkpoints and stops "
+                        "checkpoint.deadline_margin_s before (status cut_for_time, exit 0)")
+    p.add_argument("--stop_after_steps", type=int, metavar="N",
+                   help="full mode: end this session after N steps as if its deadline had come (tests)")
     return p
 
 
@@ -81,6 +103,8 @@ class Inputs:
     weights_dir: Path | None
     mode: str  # "smoke" | "full"
     steps: int
+    fingerprint: Fingerprint  # of the config as run: what a checkpoint must match to be resumed
+    resume: ResumePoint | None = None  # found in prepare() (needs Orbax)
 
 
 def _display_path(path: Path) -> str:
@@ -93,7 +117,7 @@ def _display_path(path: Path) -> str:
 
 def check_inputs(args: argparse.Namespace) -> Inputs:
     """Validate flags, config, dataset, eval set and model files (cheap; no JAX). Raises a one-line error."""
-    for flag in ("smoke_steps", "max_steps"):
+    for flag in ("smoke_steps", "max_steps", "stop_after_steps"):
         value = getattr(args, flag)
         if value is not None and value <= 0:
             raise ConfigError(f"--{flag}: expected a positive number of steps, got {value}")
@@ -116,7 +140,28 @@ def check_inputs(args: argparse.Namespace) -> Inputs:
     weights_dir = find_weights_dir(cfg.model, args.model_dir, args.input_dir)
     mode = "smoke" if args.smoke_steps is not None else "full"
     steps = args.smoke_steps if mode == "smoke" else cfg.training.max_steps
-    return Inputs(loaded, cfg, dataset, eval_path, eval_items, weights_dir, mode, steps)
+    _check_session_flags(args, cfg, mode)
+    return Inputs(loaded, cfg, dataset, eval_path, eval_items, weights_dir, mode, steps,
+                  config_fingerprint(cfg, dataset.sha256))
+
+
+def _check_session_flags(args: argparse.Namespace, cfg: TrainConfig, mode: str) -> None:
+    """Sessions need full mode and checkpoints; --output must not already hold another run's checkpoints."""
+    session_flags = [f"--{f}" for f in ("resume_from", "deadline_unix", "stop_after_steps")
+                     if getattr(args, f) is not None]
+    if session_flags and mode != "full":
+        raise ConfigError(f"{session_flags[0]} needs a full run (drop --smoke_steps)")
+    if session_flags and not cfg.checkpoint.enabled:
+        raise ConfigError(f"{session_flags[0]} needs checkpoint.enabled: true (a session resumes from one)")
+    existing = Path(args.output) / CHECKPOINT_DIR
+    if mode == "full" and cfg.checkpoint.enabled and existing.is_dir() and any(existing.iterdir()):
+        # Resuming in place (--resume_from = --output) continues those checkpoints; anything else would mix two
+        # runs' checkpoints in one folder.
+        in_place = args.resume_from is not None and (
+            Path(args.resume_from).resolve() in (Path(args.output).resolve(), existing.resolve()))
+        if not in_place:
+            raise ConfigError(f"--output {args.output} already holds checkpoints ({existing}); continue them "
+                              f"with --resume_from {args.output}, or choose an empty folder")
 
 
 class Run:
@@ -178,16 +223,23 @@ class Run:
                                              cfg.training.seed)
         self.step_tokens = batches_lib.step_tokens(self.data, self.order)
         self.spec = model_lib.model_spec(cfg.model, len(self.tokenizer))
+        if self.args.resume_from is not None:
+            from .checkpoints import find_resume_point
+
+            inp.resume = find_resume_point(self.args.resume_from, inp.fingerprint)
         self._phase("data", t)
 
-    def execute(self) -> None:
-        """Model, training, checkpoint, generation, scoring; fills self.fields/self.timings as it goes."""
+    def execute(self) -> str:
+        """Model, training (with its checkpoints), generation, scoring; fills self.fields/self.timings as it
+        goes. Returns the status: "complete", or "cut_for_time" (no generation: the schedule goes on)."""
         cfg, inp = self.inputs.cfg, self.inputs
         from . import batches as batches_lib
         from . import generate as generate_lib
         from . import model as model_lib
         from . import sft
+        from .checkpoints import saved_steps
         from .scoring import build_prediction, score
+        from .session import REASON_MAX_STEPS, StopRule
 
         mesh, tokenizer, data, spec = self.mesh, self.tokenizer, self.data, self.spec
         t = time.perf_counter()
@@ -208,11 +260,15 @@ class Run:
         }
         t = self._phase("model_init", t)
 
+        rule = StopRule(max_steps=inp.steps, deadline_unix=self.args.deadline_unix,
+                        margin_s=cfg.checkpoint.deadline_margin_s, stop_after_steps=self.args.stop_after_steps)
+        self.rule = rule
+        plan = self._checkpoint_plan()
         stats, trainer = sft.run_sft(
             model, mesh, batches_lib.training_inputs(data, self.order), self.step_tokens, cfg.training,
-            inp.steps, self.output / "metrics.jsonl", batches_lib.model_inputs_fn(data.pad_id))
+            rule, self.output / "metrics.jsonl", batches_lib.model_inputs_fn(data.pad_id), plan)
         self.timings["compile"] = round(stats.first_step_s, 3)  # JIT compile + the first step
-        self.timings["train"] = round(stats.train_s - stats.first_step_s, 3)
+        self.timings["train"] = round(stats.train_s - stats.first_step_s - stats.checkpoint_s, 3)
         self.fields["training"] = {
             "steps": stats.steps,
             "max_steps": inp.steps,
@@ -225,14 +281,32 @@ class Run:
             "tokens_per_second": round_or_none(stats.tokens_per_second, 1),
             "step_time_s": round_or_none(stats.step_time_s, 5),
         }
+        resumed = inp.resume
+        self.fields["session"] = {
+            "start_step": stats.start_step,
+            "end_step": stats.steps,
+            "stop_reason": rule.reason or REASON_MAX_STEPS,
+            "deadline_unix": self.args.deadline_unix,
+            "resumed_from": {"path": resumed.given, "step": resumed.step} if resumed else None,
+            "restore_s": round_or_none(stats.restore_s, 3),
+        }
+        if plan is not None:
+            self.timings["checkpoint"] = round(stats.checkpoint_s, 3)
+            steps_saved = saved_steps(plan.root)
+            self.fields["checkpoint"] = {
+                "format": "orbax",
+                "path": CHECKPOINT_DIR,  # relative to --output
+                "step": steps_saved[-1] if steps_saved else None,
+                "config_fingerprint": inp.fingerprint.digest,
+            }
+            if not steps_saved or steps_saved[-1] != stats.steps:
+                raise RuntimeError(f"no complete checkpoint of step {stats.steps} in {CHECKPOINT_DIR}/ "
+                                   f"(saved: {steps_saved})")
+        if rule.cut_for_time:
+            return STATUS_CUT  # the next session resumes from the checkpoint; eval comes after the last one
         if stats.steps != inp.steps:
             raise RuntimeError(f"training stopped after {stats.steps} of {inp.steps} steps")
         t = time.perf_counter()
-
-        if inp.mode == "full" and cfg.checkpoint.enabled:
-            saved = sft.save_checkpoint(trainer, self.output / "checkpoint", stats.steps, cfg.lora.enabled)
-            self.fields["checkpoint"] = {**saved, "path": "checkpoint"}  # relative to --output
-            t = self._phase("checkpoint", t)
 
         raw = generate_lib.generate(trainer.model, tokenizer, spec.tunix_config, mesh,
                                     [item["prompt"] for item in inp.eval_items], cfg.generation)
@@ -246,6 +320,26 @@ class Run:
         keys = ("answer_correctness", "format_compliance", "n_items", "n_correct", "n_well_formed")
         self.fields["eval"] = {k: results[k] for k in keys}
         self._phase("score", t)
+        return STATUS_COMPLETE
+
+    def _checkpoint_plan(self) -> Any:
+        """Where this run saves (full runs with checkpoint.enabled) and what it resumes from; else None."""
+        from .checkpoints import record
+        from .sft import CheckpointPlan
+
+        cfg, inp = self.inputs.cfg, self.inputs
+        if inp.mode != "full" or not cfg.checkpoint.enabled:
+            return None
+        resumed = inp.resume
+        return CheckpointPlan(
+            root=self.output / CHECKPOINT_DIR,
+            interval_steps=cfg.checkpoint.interval_steps,
+            max_to_keep=cfg.checkpoint.max_to_keep,
+            record_fn=lambda step, position: record(inp.fingerprint, step, position, cfg.training.seed),
+            resume_root=resumed.root if resumed else None,
+            resume_step=resumed.step if resumed else None,
+            resume_data_position=resumed.record.get("data_position") if resumed else None,
+        )
 
 
 def _say(message: str) -> None:
@@ -271,8 +365,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run.prepare()
         prepared = True
-        run.execute()
-    except (ConfigError, DeviceError, TokenizerError, DataFitError) as exc:
+        status, error = run.execute(), None
+    except (ConfigError, DeviceError, TokenizerError, DataFitError, ResumeError) as exc:
         if not prepared:  # bad input found before anything was written: usage error, no files
             _say(f"error: {' '.join(str(exc).split())}")
             return EXIT_USAGE
@@ -282,16 +376,25 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
     except KeyboardInterrupt:
         status, error = "failed", "interrupted"
-    else:
-        status, error = "complete", None
     result = run.result(status, error)
     write_json(output / "run_result.json", result)
-    if status != "complete":
+    if status == "failed":
         _say(f"error: {error[:500]}")
         return EXIT_FAILED
-    tr, ev = result["training"], result["eval"]
-    _say(f"{inputs.mode} run of {inputs.cfg.model.id} on {result['devices']['count']} "
-         f"{result['devices']['platform']} device(s): {tr['steps']} steps, loss {tr['first_loss']:.3f} -> "
-         f"{tr['final_loss']:.3f}, format_compliance {ev['format_compliance']:.2f}, answer_correctness "
-         f"{ev['answer_correctness']:.2f}, {result['timings_s']['total']:.1f} s -> {output}")
+    tr, session = result["training"], result["session"]
+    where = f"{result['devices']['count']} {result['devices']['platform']} device(s)"
+    # a session that resumed a finished schedule, or met its deadline at once, trained no step (no loss)
+    loss = "no step trained" if tr["final_loss"] is None else f"loss {tr['first_loss']:.3f} -> {tr['final_loss']:.3f}"
+    start = session["start_step"]
+    span = "" if tr["final_loss"] is None else f"steps {start + 1}-{tr['steps']}, "
+    if status == STATUS_CUT:
+        _say(f"cut for time ({session['stop_reason']}) at step {tr['steps']} of {tr['max_steps']} on {where}: "
+             f"{span}{loss}, checkpoint {CHECKPOINT_DIR}/{result['checkpoint']['step']}; "
+             f"continue with --resume_from {output}")
+        return EXIT_OK
+    ev = result["eval"]
+    resumed = f" (resumed at step {start})" if session["resumed_from"] else ""
+    _say(f"{inputs.mode} run of {inputs.cfg.model.id} on {where}: {tr['steps']} steps{resumed}, {loss}, "
+         f"format_compliance {ev['format_compliance']:.2f}, answer_correctness {ev['answer_correctness']:.2f}, "
+         f"{result['timings_s']['total']:.1f} s -> {output}")
     return EXIT_OK
