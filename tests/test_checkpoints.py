@@ -193,6 +193,27 @@ def test_output_holding_checkpoints_is_not_overwritten(runs: dict[str, Any], tmp
 
 
 @pytest.mark.kernel
+@pytest.mark.parametrize(
+    ("extra", "checkpoint", "expected"),
+    [
+        (["--smoke_steps", "2", "--stop_after_steps", "1"], {}, "--stop_after_steps needs a full run"),
+        (["--resume_from", "elsewhere"], {"enabled": False}, "--resume_from needs checkpoint.enabled: true"),
+        (["--deadline_unix", "1"], {"enabled": False}, "--deadline_unix needs checkpoint.enabled: true"),
+        (["--stop_after_steps", "0"], {}, "--stop_after_steps: expected a positive number of steps, got 0"),
+    ],
+)
+def test_session_flags_are_checked_before_anything_runs(tmp_path: Path, extra: list[str], checkpoint: dict,
+                                                        expected: str) -> None:
+    config = _variant(tmp_path / "c.yaml", **checkpoint)
+    args = [*_base(config, tmp_path / "out"), *extra]
+    if "--smoke_steps" in extra:
+        i = args.index("--max_steps")
+        del args[i:i + 2]
+    _refused(_train(args, {}), expected)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.kernel
 def test_wall_clock_deadline_ends_the_run_cleanly(tmp_path: Path) -> None:
     """A real deadline: 40 s margin, deadline 70 s after launch, a schedule far too long to finish. The run
     stops once less than the margin plus one step is left (after some steps, or at the start on a very busy

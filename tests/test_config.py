@@ -125,3 +125,16 @@ def test_not_yaml_or_not_a_mapping(tmp_path: Path) -> None:
 
 def test_missing_file(tmp_path: Path) -> None:
     assert "cannot read config" in _error(tmp_path / "nope.yaml")
+
+
+def test_checkpoint_session_keys(tmp_path: Path) -> None:
+    cfg = load_config(CONFIGS / "sft_tiny.yaml").config.checkpoint
+    assert (cfg.interval_steps, cfg.max_to_keep, cfg.deadline_margin_s) == (0, 1, 600.0)  # the defaults
+    path = _variant(tmp_path, lambda r: r["checkpoint"].update(interval_steps=-1))
+    assert "checkpoint.interval_steps: expected 0 or a positive value, got -1" in _error(path)
+    path = _variant(tmp_path, lambda r: r["checkpoint"].update(max_to_keep=0))
+    assert "checkpoint.max_to_keep: expected a positive value, got 0" in _error(path)
+    path = _variant(tmp_path, lambda r: r["checkpoint"].update(deadline_margin_s="10m"))
+    assert "checkpoint.deadline_margin_s: expected float, got '10m'" in _error(path)
+    path = _variant(tmp_path, lambda r: r["checkpoint"].update(every=5))
+    assert "checkpoint.every: unknown key" in _error(path)

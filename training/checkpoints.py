@@ -30,7 +30,7 @@ from typing import Any
 
 from .config import TrainConfig
 
-RECORD_KEY = "tunix_rt"  # our key in the checkpoint's Orbax custom metadata
+RECORD_NAME = "tunix_rt"  # our key in the checkpoint's Orbax custom metadata
 RECORD_FORMAT = 1
 CHECKPOINT_DIR = "checkpoint"  # the checkpoint root inside a run's --output folder
 
@@ -157,7 +157,7 @@ def find_resume_point(given: str, fingerprint: Fingerprint) -> ResumePoint:
         custom = manager.metadata(step).custom_metadata or {}
     finally:
         manager.close()
-    found = custom.get(RECORD_KEY)
+    found = custom.get(RECORD_NAME)
     if not isinstance(found, dict) or found.get("format") != RECORD_FORMAT:
         raise ResumeError(f"--resume_from {given}: checkpoint {step} has no tunix-rt resume record "
                           "(not saved by this trainer)")
@@ -200,7 +200,7 @@ def session_manager(root: Path, *, interval_steps: int, max_to_keep: int, is_las
             t0 = time.perf_counter()
             saved = super().save(step, model, optimizer, save_only_lora_params=save_only_lora_params,
                                  force=force, custom_metadata={**(custom_metadata or {}),
-                                                               RECORD_KEY: record_fn(step)})
+                                                               RECORD_NAME: record_fn(step)})
             if saved:
                 self.seconds += time.perf_counter() - t0
             return saved
