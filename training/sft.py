@@ -131,6 +131,19 @@ def _metrics_hook(stats: TrainStats, schedule: Any, tokens: np.ndarray, log_ever
     return MetricsHook()
 
 
+def _place_optimizer_state(trainer: Any, mesh: Any) -> None:
+    """Put the optimizer state on the mesh before the first step, as the steps' outputs will be.
+
+    Tunix does this itself only under the legacy ``with mesh:`` context (it reads pxla.thread_resources),
+    which ``jax.set_mesh`` does not set: AdamW's step counts stay uncommitted, step 2 sees them sharded, and the
+    train step compiles a second time (measured by bench/accelerator.py)."""
+    import jax
+    from flax import nnx
+
+    state = nnx.state(trainer.optimizer, nnx.optimizer.OptState)
+    nnx.update(trainer.optimizer, jax.device_put(state, nnx.get_named_sharding(state, mesh)))
+
+
 @dataclass(frozen=True)
 class CheckpointPlan:
     """Where a full run saves its checkpoints, how often, and the complete checkpoint it resumes from."""
@@ -186,6 +199,7 @@ def run_sft(model: Any, mesh: Any, batches: Iterable[Any], step_tokens: np.ndarr
         trainer.checkpoint_manager = checkpoints.session_manager(
             plan.root, interval_steps=plan.interval_steps, max_to_keep=plan.max_to_keep,
             is_last_step=rule.is_last_step, record_fn=lambda step: plan.record_fn(step, trainer.iter_steps))
+    _place_optimizer_state(trainer, mesh)
     stats.start_step = stats.steps = trainer.train_steps
     rule.begin(trainer.train_steps)
     metrics_path.parent.mkdir(parents=True, exist_ok=True)
