@@ -3,7 +3,7 @@
 The notebook is ``kernel/kaggle_submission.ipynb`` with two cells filled in: the papermill ``parameters``
 cell (mode, config, dataset, eval set, run version, session timeout) and the payload cell, a base64
 deterministic tar.gz of everything the kernel trains with (``training/`` code, configs, datasets, tokenizer,
-eval sets, and ``kernel/requirements.txt``). The kernel unpacks it into a temporary folder on start, so it
+eval sets, and ``kernel/requirements*.txt``). The kernel unpacks it into a temporary folder on start, so it
 needs nothing but the notebook (and, for real Gemma weights, the ``model_sources`` Kaggle mounts).
 
 Deterministic: the same inputs give the same bytes (sorted tar entries, mtime 0, uid/gid 0, fixed modes,
@@ -176,7 +176,7 @@ def _check_model_source(source: str, config_path: Path) -> str:
 
 
 def payload_files(config_path: Path, eval_set_path: Path) -> dict[str, Path]:
-    """The files the kernel needs, by their name in the payload (``training/…``, ``kernel/requirements.txt``).
+    """The files the kernel needs, by their name in the payload (``training/…``, ``kernel/requirements*.txt``).
 
     All of ``training/`` that the training code reads: every ``*.py`` (the entry scripts import their
     siblings), ``configs/``, ``datasets/``, ``tokenizer/``, ``evalsets/``; plus the chosen config and eval
@@ -199,10 +199,11 @@ def payload_files(config_path: Path, eval_set_path: Path) -> dict[str, Path]:
                 add(path)
     files[f"training/{_payload_name(config_path, 'configs')}"] = config_path
     files[f"training/{_payload_name(eval_set_path, 'evalsets')}"] = eval_set_path
-    requirements = paths.kernel_dir() / "requirements.txt"
-    if not requirements.is_file():
-        raise TunixRtError(f"{requirements}: missing (the kernel's pinned requirements)", EXIT_USAGE)
-    files["kernel/requirements.txt"] = requirements
+    for name in ("requirements.txt", "requirements-gpu.txt"):  # the GPU file: CUDA JAX when a GPU is visible
+        requirements = paths.kernel_dir() / name
+        if not requirements.is_file():
+            raise TunixRtError(f"{requirements}: missing (the kernel's pinned requirements)", EXIT_USAGE)
+        files[f"kernel/{name}"] = requirements
     return dict(sorted(files.items()))
 
 
@@ -234,7 +235,7 @@ def _payload_source(payload: bytes) -> str:
     lines = "\n".join(b64[i:i + _B64_LINE] for i in range(0, len(b64), _B64_LINE))
     return (
         "# Embedded payload, written by `tunix-rt bundle`: a deterministic tar.gz (base64) of\n"
-        "# training/ (code, configs, datasets, tokenizer, eval sets) and kernel/requirements.txt.\n"
+        "# training/ (code, configs, datasets, tokenizer, eval sets) and kernel/requirements*.txt.\n"
         f'PAYLOAD_SHA256 = "{sha256_bytes(payload)}"\n'
         f'PAYLOAD_B64 = """\n{lines}\n"""'
     )

@@ -52,6 +52,16 @@ def _add_bundle(sub: argparse._SubParsersAction) -> None:
                    help="gpu-t4x2, tpu-v5e-8, cpu or a raw Kaggle machine_shape id (default: cpu)")
 
 
+def _gpus(value: str) -> str:
+    """Validate a --gpus value (imported only when the flag is used: start-up stays light)."""
+    from .runners.gpus import parse_gpus
+
+    try:
+        return parse_gpus(value).spec
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--gpus: ")) from None
+
+
 def _add_rehearse(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("rehearse", help="run the bundle's notebook locally (Docker or a subprocess), fill evidence")
     p.add_argument("--backend", choices=["auto", "docker", "local"], default="auto",
@@ -63,7 +73,9 @@ def _add_rehearse(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image", metavar="TAG", default=None, help="docker backend: image tag to build and run")
     p.add_argument("--network", choices=["none", "host", "bridge"], default="none",
                    help="docker backend: container network (default: none)")
-    p.add_argument("--gpus", action="store_true", help="docker backend: request all GPUs (device requests)")
+    p.add_argument("--gpus", nargs="?", const="all", default=None, type=_gpus, metavar="all|N|device=ID[,ID]",
+                   help="docker backend: give the container these GPUs (bare --gpus: all) and build the image with "
+                        "CUDA JAX (kernel/requirements-gpu.txt); default: none, CPU JAX")
     p.add_argument("--follow", action="store_true",
                    help="show a live training panel (step/total, loss, tokens/s, elapsed, ETA, device) above "
                         "the console lines")

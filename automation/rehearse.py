@@ -56,7 +56,7 @@ def choose_backend(backend: str, stream: TextIO | None = sys.stdout) -> str:
     return chosen
 
 
-def _run(backend: str, bundle: BundleInfo, run_dir: Path, *, image: str | None, network: str, gpus: bool,
+def _run(backend: str, bundle: BundleInfo, run_dir: Path, *, image: str | None, network: str, gpus: str | None,
          stream: TextIO | None) -> RunOutcome:
     if backend == "docker":
         from .runners.docker import run_docker
@@ -85,7 +85,7 @@ def rehearse(
     eval_set: str | Path | None = None,
     image: str | None = None,
     network: str = "none",
-    gpus: bool = False,
+    gpus: str | None = None,
     command: str | None = None,
     stream: TextIO | None = sys.stdout,
 ) -> Rehearsal:

@@ -166,7 +166,7 @@ def test_gpu_request_without_gpu_runtime_is_one_clear_error(client, kernel_image
     bundle = _bundle(tmp_path / "bundle", "print('never runs')")
     run_dir = tmp_path / "run"
     with pytest.raises(TunixRtError, match="--gpus needs an NVIDIA GPU"):
-        runner.run_docker(bundle, run_dir, image=kernel_image, gpus=True, stream=None)
+        runner.run_docker(bundle, run_dir, image=kernel_image, gpus="all", stream=None)
     assert _leftovers(client, run_dir) == []  # the daemon creates it before failing; we remove it
 
 

@@ -84,7 +84,7 @@ def test_notebook_never_shells_out_unchecked() -> None:
                     run_args.append(node.args[0].id)
     assert popen == 1  # inside run(), which checks the exit code
     assert "raise subprocess.CalledProcessError" in code["setup"]
-    assert sorted(run_args) == ["FULL_CMD", "PIP_INSTALL_CMD", "SCORE_CMD", "SMOKE_CMD", "cmd"]
+    assert sorted(run_args) == ["FULL_CMD", "JAX_PROBE_CMD", "PIP_INSTALL_CMD", "SCORE_CMD", "SMOKE_CMD", "cmd"]
     assert "for cmd in DATASET_CHECK_CMDS:" in code["dataset"]
 
 
@@ -109,6 +109,7 @@ def _commands(tmp_path: Path, mode: str, session_timeout_s: int | None = None,
         "PAYLOAD_DIR": payload_dir, "TRAINING_DIR": payload_dir / "training",
         "OUTPUT_DIR": tmp_path / "work" / "output", "INPUT_DIR": input_dir, "RUN_TYPE": "Batch",
         "CELLS_COMPLETED": [], "cell_done": lambda name: None, "SESSION_START_UNIX": 1_000_000.0,
+        "JAX_DEVICES": {"backend": "cpu", "count": 1, "kinds": ["cpu"], "jax": "0"},
     }
     exec(code["parameters"], ns)  # noqa: S102 - the notebook's own cells
     exec(code["config-check"], ns)  # noqa: S102
@@ -195,12 +196,29 @@ def test_two_attached_sessions_are_ambiguous(tmp_path: Path) -> None:
         _commands(tmp_path, "full", input_dir=inputs)
 
 
+def _pinned(name: str) -> set[str]:
+    lines = (paths.kernel_dir() / name).read_text(encoding="utf-8").splitlines()
+    return {str(Requirement(line)) for line in lines if line.strip() and not line.startswith("#")}
+
+
 def test_requirements_match_the_kernel_extra() -> None:
     pyproject = tomllib.loads((paths.project_root() / "pyproject.toml").read_text(encoding="utf-8"))
     extra = {str(Requirement(r)) for r in pyproject["project"]["optional-dependencies"]["kernel"]}
-    lines = (paths.kernel_dir() / "requirements.txt").read_text(encoding="utf-8").splitlines()
-    pinned = {str(Requirement(line)) for line in lines if line.strip() and not line.startswith("#")}
-    assert pinned == extra
+    assert _pinned("requirements.txt") == extra
+
+
+def test_gpu_requirements_match_the_kernel_gpu_extra() -> None:
+    """kernel-gpu = the kernel extra with JAX as jax[cuda12] at the same versions, and nothing else changed."""
+    extras = tomllib.loads((paths.project_root() / "pyproject.toml").read_text(encoding="utf-8"))[
+        "project"]["optional-dependencies"]
+    gpu = [Requirement(r) for r in extras["kernel-gpu"]]
+    assert [r for r in gpu if r.name == "tunix-rt"] == [Requirement("tunix-rt[kernel]")]
+    cuda_jax = {str(r) for r in gpu if r.name == "jax"}
+    kernel = [Requirement(r) for r in extras["kernel"]]
+    assert {str(r) for r in kernel if r.name != "jax"} | cuda_jax == _pinned("requirements-gpu.txt")
+    cpu_jax = {(str(r.specifier), str(r.marker)) for r in kernel if r.name == "jax"}
+    assert {(str(Requirement(r).specifier), str(Requirement(r).marker)) for r in cuda_jax} == cpu_jax
+    assert all(Requirement(r).extras == {"cuda12"} for r in cuda_jax)
 
 
 def test_the_template_itself_fails_loudly(tmp_path: Path) -> None:

@@ -37,7 +37,7 @@ def command_line(args: argparse.Namespace) -> str:
     if args.network != "none":
         parts += ["--network", args.network]
     if args.gpus:
-        parts.append("--gpus")
+        parts += ["--gpus", args.gpus]
     return shlex.join(parts)
 
 

@@ -31,6 +31,7 @@ from ..errors import EXIT_USAGE, TunixRtError
 from ..paths import kernel_dir, project_root
 from ..runstate import OUTPUTS_DIR, RAW_LOG_DIR
 from . import RunOutcome, compile_cache
+from .gpus import parse_gpus
 
 if TYPE_CHECKING:
     import docker
@@ -99,8 +100,9 @@ def dockerfile_path() -> Path:
     return project_root() / "Dockerfile"
 
 
-def requirements_path() -> Path:
-    return kernel_dir() / "requirements.txt"
+def requirements_path(accelerator: str = "cpu") -> Path:
+    """The kernel requirements an image is built from: CPU JAX, or CUDA JAX for ``cuda12``."""
+    return kernel_dir() / ("requirements-gpu.txt" if accelerator == "cuda12" else "requirements.txt")
 
 
 def default_base_image() -> str | None:
@@ -108,14 +110,15 @@ def default_base_image() -> str | None:
     return os.environ.get(BASE_IMAGE_ENV) or None
 
 
-def default_tag(base_image: str | None = None, requirements: Path | None = None) -> str:
+def default_tag(base_image: str | None = None, requirements: Path | None = None, accelerator: str = "cpu") -> str:
     """``tunix-rt/kernel:<hash>``: the hash of everything the image is made of, so an unchanged image is
     found again instead of rebuilt."""
     digest = hashlib.sha256()
     for part in (
         _read_bytes(dockerfile_path()),
-        _read_bytes(requirements or requirements_path()),
+        _read_bytes(requirements or requirements_path(accelerator)),
         (base_image or "").encode(),
+        accelerator.encode(),
     ):
         digest.update(hashlib.sha256(part).digest())
     return f"{IMAGE_REPOSITORY}:{digest.hexdigest()[:12]}"
@@ -126,13 +129,15 @@ def build_image(
     base_image: str | None = None,
     *,
     requirements: Path | None = None,
+    accelerator: str = "cpu",
     stream: TextIO | None = sys.stdout,
 ) -> str:
     """Build the repo's Dockerfile and return the image tag.
 
     ``tag`` None: the content-hash tag, and an existing image of that tag is reused without a build.
     ``base_image`` None: $TUNIX_RT_BASE_IMAGE, else the Dockerfile's default. ``requirements`` replaces
-    ``kernel/requirements.txt`` (tests). The build log goes to ``stream`` (None: silent).
+    ``kernel/requirements.txt`` (tests). ``accelerator`` ``cuda12`` installs CUDA JAX
+    (``kernel/requirements-gpu.txt``, build arg ``JAX_ACCELERATOR``). The build log goes to ``stream``.
     """
     import docker
 
@@ -140,7 +145,7 @@ def build_image(
     client = _client()
     try:
         if tag is None:
-            tag = default_tag(base_image, requirements)
+            tag = default_tag(base_image, requirements, accelerator)
             try:
                 client.images.get(tag)
                 _say(stream, f"docker: image {tag} is up to date")
@@ -151,6 +156,8 @@ def build_image(
             _say(stream, f"docker: building {tag} from {dockerfile_path()} (base {base_image or 'default'})")
             started = time.monotonic()
             buildargs = {"BASE_IMAGE": base_image} if base_image else {}
+            if accelerator != "cpu":
+                buildargs["JAX_ACCELERATOR"] = accelerator
             try:
                 # The low-level API streams the log; network host because the daemon may have no bridge.
                 for chunk in client.api.build(
@@ -176,20 +183,19 @@ def run_docker(
     *,
     image: str | None = None,
     network: str = "none",
-    gpus: bool = False,
+    gpus: str | None = None,
     stream: TextIO | None = sys.stdout,
 ) -> RunOutcome:
     """Run the bundle's notebook with papermill in a container and return the outcome.
 
     ``image`` None builds (or reuses) the default image; a given tag must exist (build it with
-    :func:`build_image`). ``network``: Docker network mode (none, host, bridge). ``gpus``: request every GPU
-    (needs the NVIDIA container toolkit). The console goes to ``stream`` and to
+    :func:`build_image`). ``network``: Docker network mode (none, host, bridge). ``gpus``: the GPUs to give
+    the container (``all``, a count, ``device=ID,…``; needs the NVIDIA container toolkit), and then the default
+    image is the CUDA-JAX one. The console goes to ``stream`` and to
     ``<run-dir>/raw_log/console.log``.
     A notebook failure is an outcome with a non-zero exit code, not an exception; a missing daemon, image or
     GPU runtime raises :class:`TunixRtError`. Ctrl-C stops and removes the container, then propagates.
     """
-    from docker.types import DeviceRequest
-
     import docker
 
     bundle_dir = Path(bundle_dir).resolve()
@@ -199,8 +205,9 @@ def run_docker(
     log_path = run_dir / RAW_LOG_DIR / CONSOLE_LOG
     outputs_dir.mkdir(parents=True, exist_ok=True)
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    gpu_request = parse_gpus(gpus) if gpus else None  # a bad value fails before any build
     if image is None:
-        image = build_image(stream=stream)
+        image = build_image(accelerator="cuda12" if gpus else "cpu", stream=stream)
 
     client = _client()
     container = None
@@ -240,8 +247,8 @@ def run_docker(
                 shm_size="1g",  # Docker's 64 MB default is smaller than any Kaggle machine's
                 labels={LABEL_ROLE: "rehearsal", LABEL_RUN_DIR: str(run_dir)},
             )
-            if gpus:
-                kwargs["device_requests"] = [DeviceRequest(count=-1, capabilities=[["gpu"]])]
+            if gpu_request is not None:
+                kwargs["device_requests"] = gpu_request.device_requests()
             try:
                 container = client.containers.create(image, **kwargs)
             except docker.errors.APIError as exc:
@@ -255,7 +262,7 @@ def run_docker(
                 raise TunixRtError(f"docker could not start the container{hint}: {_first_line(exc)}",
                                    EXIT_USAGE) from exc
             _say(stream, f"docker: running {notebook} in {image} (container {container.short_id}, "
-                         f"network {network}{', all GPUs' if gpus else ''})")
+                         f"network {network}{f', GPUs {gpus}' if gpus else ''})")
             with open(log_path, "w", encoding="utf-8") as log:
                 _tee(container.logs(stream=True, follow=True), log, stream)
             status = container.wait()
@@ -355,6 +362,7 @@ def _build_context(requirements: Path | None) -> Iterator[Path]:
         shutil.copyfile(dockerfile_path(), context / "Dockerfile")
         (context / "kernel").mkdir()
         shutil.copyfile(requirements or requirements_path(), context / "kernel" / "requirements.txt")
+        shutil.copyfile(requirements or requirements_path("cuda12"), context / "kernel" / "requirements-gpu.txt")
         ca_dir = context / "docker" / "ca"
         ca_dir.mkdir(parents=True)
         readme = root / "docker" / "ca" / "README.md"
