@@ -72,31 +72,44 @@ def search(try_batch: Callable[[int], Try], start: int, *, multiple: int, max_ba
            clock: Callable[[], float] = time.time) -> tuple[Try | None, list[Try]]:
     """Grow from ``start`` until memory (or ``max_batch``) is full; return (largest try that fit, all tries).
 
-    An out-of-memory try ends the search with the last batch that fit ("back off"); when the very first try
-    does not fit, the batch halves until one does. ``deadline`` (a ``clock()`` time) stops the growth when the
-    next, larger try would likely end after it (estimated from the last try: same compile, longer steps).
+    After an out-of-memory try the search backs off to the last batch that fit, trying once its plain doubling
+    when the estimate had jumped further than that; when the very first try does not fit, the batch halves
+    until one does. ``deadline`` (a ``clock()`` time) stops the growth when the next, larger try would likely
+    end after it (estimated from the last try: same compile, longer steps).
     """
     batch = max(multiple, round_down(start, multiple))
     max_batch = max(multiple, round_down(max_batch, multiple))
     batch = min(batch, max_batch)
     tries: list[Try] = []
     best: Try | None = None
+    def in_time(last: Try, grown: int) -> bool:
+        if deadline is None:
+            return True
+        steps_s = max(last.wall_s - last.compile_s, 0.0)
+        return clock() + last.compile_s + steps_s * grown / last.batch <= deadline
+
     while True:
         attempt = try_batch(batch)
         tries.append(attempt)
+        tried = {t.batch for t in tries}
+        too_big = min((t.batch for t in tries if t.oom), default=None)
         if attempt.oom:
-            if best is not None or batch <= multiple:
-                break
-            batch = round_down(batch // 2, multiple)
-            continue
+            if best is None:  # nothing fits yet: halve
+                if batch <= multiple:
+                    break
+                batch = round_down(batch // 2, multiple)
+                continue
+            # The estimate jumped too far: one plain doubling of the best may still fit ("back off").
+            doubled = best.batch * 2
+            if doubled < too_big and doubled not in tried and in_time(best, doubled):
+                batch = doubled
+                continue
+            break
         best = attempt
         grown = next_batch(attempt, limit_bytes, max_batch)
-        too_big = [t.batch for t in tries if t.oom]
-        if grown is None or (too_big and grown >= min(too_big)):
+        if grown is not None and too_big is not None and grown >= too_big:
+            grown = attempt.batch * 2 if attempt.batch * 2 < too_big else None
+        if grown is None or grown in tried or not in_time(attempt, grown):
             break
-        if deadline is not None:
-            steps_s = max(attempt.wall_s - attempt.compile_s, 0.0)
-            if clock() + attempt.compile_s + steps_s * grown / attempt.batch > deadline:
-                break
         batch = grown
     return best, tries

@@ -1,5 +1,7 @@
 """The device the accelerator bench runs on: what JAX sees, and its measured bf16 matmul peak.
 
+(``--tiny`` trains in float32, sft_tiny.yaml's dtype, so there the peak is a float32 matmul's.)
+
 Runs inside a worker process (``bench/accelerator.py --worker device``): the parent never initialises JAX, so
 no process but the measuring one holds the accelerator's memory.
 """
@@ -38,8 +40,8 @@ def describe_devices() -> dict[str, Any]:
     }
 
 
-def matmul_peak(n: int, repeats: int) -> dict[str, Any]:
-    """Median TFLOP/s of an n×n×n bf16 matmul (random normal operands, fp32 accumulation) on device 0.
+def matmul_peak(n: int, repeats: int, dtype: str = "bfloat16") -> dict[str, Any]:
+    """Median TFLOP/s of an n×n×n matmul (random normal operands, fp32 accumulation) on device 0.
 
     Warm-up runs first (compile, autotuning, clocks), then ``repeats`` timed runs, each synchronised.
     This is the ceiling MFU is also reported against: the rate this device reaches on a plain large GEMM.
@@ -47,10 +49,11 @@ def matmul_peak(n: int, repeats: int) -> dict[str, Any]:
     import jax
     import jax.numpy as jnp
 
+    kind = jnp.dtype(dtype)
     ka, kb = jax.random.split(jax.random.key(0))
-    a = jax.random.normal(ka, (n, n), dtype=jnp.float32).astype(jnp.bfloat16)
-    b = jax.random.normal(kb, (n, n), dtype=jnp.float32).astype(jnp.bfloat16)
-    matmul = jax.jit(lambda x, y: jnp.matmul(x, y, preferred_element_type=jnp.float32).astype(jnp.bfloat16))
+    a = jax.random.normal(ka, (n, n), dtype=jnp.float32).astype(kind)
+    b = jax.random.normal(kb, (n, n), dtype=jnp.float32).astype(kind)
+    matmul = jax.jit(lambda x, y: jnp.matmul(x, y, preferred_element_type=jnp.float32).astype(kind))
     for _ in range(3):
         matmul(a, b).block_until_ready()
     times = []
@@ -59,14 +62,14 @@ def matmul_peak(n: int, repeats: int) -> dict[str, Any]:
         matmul(a, b).block_until_ready()
         times.append(time.perf_counter() - t0)
     median_s = statistics.median(times)
-    return {"n": n, "repeats": repeats, "median_s": median_s, "tflops": 2 * n**3 / median_s / 1e12}
+    return {"n": n, "dtype": dtype, "repeats": repeats, "median_s": median_s, "tflops": 2 * n**3 / median_s / 1e12}
 
 
-def device_report(matmul_n: int, repeats: int) -> dict[str, Any]:
-    """Device description plus the measured and the datasheet bf16 peaks."""
+def device_report(matmul_n: int, repeats: int, dtype: str = "bfloat16") -> dict[str, Any]:
+    """Device description plus the measured matmul peak (in the training dtype) and the datasheet bf16 peak."""
     info = describe_devices()
-    peak = matmul_peak(matmul_n, repeats)
+    peak = matmul_peak(matmul_n, repeats, dtype)
     info["matmul_peak"] = peak
     info["peak_tflops_measured"] = peak["tflops"]
-    info["peak_tflops_spec"] = spec_peak_tflops(info["device_kind"])
+    info["peak_tflops_spec"] = spec_peak_tflops(info["device_kind"]) if dtype == "bfloat16" else None
     return info

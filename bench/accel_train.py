@@ -1,7 +1,7 @@
 """One case of the accelerator bench (a mode × a sequence length), trained with the project's own code.
 
 The model is Gemma 3 1B as Tunix defines it (``ModelConfig.gemma3_1b_it()``, named by the submission config's
-``model.preset``; ``--tiny``: sft_tiny.yaml's architecture), randomly initialised in bfloat16 by
+``model.preset``; ``--tiny``: sft_tiny.yaml's model, float32), randomly initialised in bfloat16 by
 ``training.model.build_model``; LoRA adapters come from ``training.model.apply_lora`` with the submission
 config's ``lora`` section (rank 16); training is ``training.sft.run_sft`` (Tunix ``PeftTrainer``, AdamW with
 the submission config's ``training`` section) on batches made by ``training.batches``. No weights are read.
@@ -66,7 +66,8 @@ class Sections:
 
 
 def sections(tiny: bool, steps: int) -> Sections:
-    """Model, LoRA and optimiser sections: the submission config's, with a random-init bf16 model."""
+    """Model, LoRA and optimiser sections: the submission config's, with a random-init bf16 Gemma 3 1B; or,
+    ``tiny``, sft_tiny.yaml's model as that config has it (float32: the CPU has no native bf16)."""
     submission = config_lib.load_config(SUBMISSION_CONFIG).config
     training = dataclasses.replace(submission.training, max_steps=steps, log_every=1)
     if tiny:
@@ -76,8 +77,8 @@ def sections(tiny: bool, steps: int) -> Sections:
         model = dataclasses.replace(submission.model, id="tunix-rt/gemma3-1b-random", source="random-init",
                                     tokenizer="shipped", weights_glob=None, kaggle_model_source=None)
         source = f"tunix.models.gemma3.model.ModelConfig.{model.preset}() (Tunix's own Gemma 3 1B config)"
-    return Sections(model=dataclasses.replace(model, dtype="bfloat16"), lora=submission.lora,
-                    training=training, source=source)
+        model = dataclasses.replace(model, dtype="bfloat16")
+    return Sections(model=model, lora=submission.lora, training=training, source=source)
 
 
 def _tiny_vocab_size() -> int:
@@ -195,7 +196,10 @@ class Worker:
         gc.collect()
         after = memory_stats(self.device)
         elapsed = info["elapsed_s"]
-        step_s = (elapsed[-1] - elapsed[0]) / (len(elapsed) - 1) if len(elapsed) > 1 else None
+        # Steady state = steps 3..N: step 1 carries the compile, step 2 the first calls of everything else (the
+        # learning-rate schedule's small host-side programs compile then, buffers are first allocated).
+        warm = elapsed[1:] if len(elapsed) > 2 else elapsed
+        step_s = (warm[-1] - warm[0]) / (len(warm) - 1) if len(warm) > 1 else None
         figures = {
             "batch_size": batch,
             "steps": stats.steps,
@@ -230,8 +234,8 @@ class Worker:
 def _step_clock(metrics_path: Path) -> list[float]:
     """Seconds since training began at which each step's loss was ready, from run_sft's metrics.jsonl.
 
-    Steps 2..N of these give the steady step time. (``TrainStats.step_time_s`` also spans the trainer's
-    teardown after the last step, which a 10-step run would spread over only 9 steps.)"""
+    Steps 3..N of these give the steady step time. (``TrainStats.step_time_s`` spans steps 2..N and also the
+    trainer's teardown after the last step: in a 10-step run both weigh on the mean.)"""
     rows = [json.loads(line) for line in metrics_path.read_text(encoding="utf-8").splitlines() if line.strip()]
     return [row["elapsed_s"] for row in sorted(rows, key=lambda r: r["step"])]
 
@@ -286,8 +290,12 @@ def frozen_fwd_bwd(worker: Worker, batch: int, repeats: int) -> dict[str, Any]:
             "what": "forward + backward of the frozen model (gradient w.r.t. the embedding table), Tunix SFT loss"}
 
 
-def run_case(case: Case) -> dict[str, Any]:
-    """Tune the batch, keep the largest try that fit; then the optional frozen reference and profile."""
+def run_case(case: Case, emit: Any = None) -> dict[str, Any]:
+    """Tune the batch, keep the largest try that fit; then the optional frozen reference and profile.
+
+    ``emit(result)`` is called with the result so far after each phase, so a worker stopped at the budget
+    still leaves its measured figures behind."""
+    emit = emit or (lambda _: None)
     worker = Worker(case)
     cfg = worker.spec.tunix_config
     result: dict[str, Any] = {
@@ -295,7 +303,7 @@ def run_case(case: Case) -> dict[str, Any]:
         "seq_len": case.seq_len,
         "model": {"source": worker.sections.source, "num_layers": cfg.num_layers, "embed_dim": cfg.embed_dim,
                   "hidden_dim": cfg.hidden_dim, "num_heads": cfg.num_heads, "head_dim": cfg.head_dim,
-                  "num_kv_heads": cfg.num_kv_heads, "vocab": cfg.num_embed, "dtype": "bfloat16",
+                  "num_kv_heads": cfg.num_kv_heads, "vocab": cfg.num_embed, "dtype": worker.sections.model.dtype,
                   "lora_rank": worker.sections.lora.rank if case.mode == "lora" else None},
         "mesh": {"fsdp": worker.devices.fsdp, "tp": worker.devices.tp},
     }
@@ -313,8 +321,10 @@ def run_case(case: Case) -> dict[str, Any]:
     result["status"] = "ok"
     result["compile_s"] = best.compile_s
     result["peak_memory_bytes"], result["peak_memory_source"] = _peak_memory(best)
+    emit(result)
     if case.frozen_reference and case.mode == "lora":
         result["frozen_fwd_bwd"] = frozen_fwd_bwd(worker, best.batch, repeats=max(3, case.steps // 2))
+        emit(result)
     if case.profile_dir is not None:
         from accel_profile import profile_case
 

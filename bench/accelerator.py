@@ -2,13 +2,14 @@
 
     python bench/accelerator.py [--cases full:1024,full:512,lora:1024,lora:512] [--steps 10] [--budget-s S]
                                 [--profile [MODE:SEQ]] [--out DIR]
-    python bench/accelerator.py --tiny      # the same code on sft_tiny.yaml's model, on CPU, in under a minute
+    python bench/accelerator.py --tiny      # the same code on sft_tiny.yaml's model (float32), on CPU
 
 Each case (full fine-tuning or LoRA × a sequence length) trains the Gemma 3 1B architecture from a random
-bf16 init with the project's own training code (``training.sft.run_sft``: Tunix PeftTrainer), for a fixed
-number of steps, at the largest batch that fits the device's memory (``accel_batch``: doubling, backed off on
-out-of-memory). See ``accel_train`` for the model and data, ``accel_flops`` for the MFU formulas and peaks,
-``accel_device`` for the measured bf16 matmul peak, ``accel_profile`` for ``--profile``.
+bf16 init (``--tiny``: sft_tiny.yaml's 362k-parameter model in its own float32) with the project's own
+training code (``training.sft.run_sft``: Tunix PeftTrainer), for a fixed number of steps, at the largest batch
+that fits the device's memory (``accel_batch``: doubling, backed off on out-of-memory). See ``accel_train``
+for the model and data, ``accel_flops`` for the MFU formulas and peaks, ``accel_device`` for the measured
+matmul peak, ``accel_profile`` for ``--profile``.
 
 Every case and the device measurement run in their own worker process (this script with ``--worker``), so a
 case's peak-memory counter and an out-of-memory failure stay its own, and this process never holds the
@@ -50,6 +51,7 @@ FORMULAS = {
     "attention": "attention_flops_per_token = 12 * layers * seq_len * heads * head_dim (dense L x L scores)",
     "mfu": "flops_per_token * tokens_per_second / peak; peaks: the measured bf16 matmul and the datasheet",
     "compile_s": "JAX's own trace + lower + compile durations during the training call (the train step)",
+    "step_time_s": "mean of steps 3..N from run_sft's per-step metrics.jsonl timestamps; tokens/s = batch*seq/it",
 }
 
 
@@ -69,13 +71,13 @@ def parse_cases(text: str) -> list[tuple[str, int]]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tiny", action="store_true",
-                   help="sft_tiny.yaml's model on CPU: 5 steps, batch 2, short sequences (the test's run)")
+                   help="sft_tiny.yaml's model (float32) on CPU: 5 steps, batch 2, short sequences (the test's run)")
     p.add_argument("--cases", help=f"MODE:SEQ list, in run order (default {DEFAULT_CASES}; --tiny {TINY_CASES})")
     p.add_argument("--steps", type=int, help="training steps per try (default 10; --tiny 5)")
     p.add_argument("--max-batch", type=int, help="largest batch the search tries (default 256; --tiny 2)")
     p.add_argument("--start-batch", type=int, default=0,
                    help="first batch of the first case (default: estimated from the device's memory)")
-    p.add_argument("--matmul-n", type=int, help="size of the bf16 peak matmul (default 8192; --tiny 512)")
+    p.add_argument("--matmul-n", type=int, help="size of the peak matmul (default 8192 bf16; --tiny 512 float32)")
     p.add_argument("--budget-s", type=float, help="wall-clock budget of the whole run in seconds (default none)")
     p.add_argument("--profile", nargs="?", const="auto", metavar="MODE:SEQ",
                    help="capture one training step of this case with jax.profiler and summarise it "
@@ -96,7 +98,7 @@ def _worker(args: argparse.Namespace) -> int:
     if args.worker == "device":
         from accel_device import device_report
 
-        result = device_report(spec["matmul_n"], spec["repeats"])
+        result = device_report(spec["matmul_n"], spec["repeats"], spec["dtype"])
     else:
         from accel_train import Case, run_case
 
@@ -107,11 +109,16 @@ def _worker(args: argparse.Namespace) -> int:
             os.environ["XLA_FLAGS"] = (f"{os.environ.get('XLA_FLAGS', '')} --xla_dump_to={dump} "
                                        "--xla_dump_hlo_module_re=.*_train_step.* --xla_dump_hlo_as_text=true "
                                        "--xla_dump_hlo_as_proto=false").strip()
-        result = run_case(Case(**spec, profile_dir=Path(profile_dir) if profile_dir else None, hlo_dump_dir=dump))
-    tmp = args.worker_out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, args.worker_out)
+        case = Case(**spec, profile_dir=Path(profile_dir) if profile_dir else None, hlo_dump_dir=dump)
+        result = run_case(case, emit=lambda partial: _write_json(args.worker_out, {**partial, "partial": True}))
+    _write_json(args.worker_out, result)
     return 0
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------- parent side (never imports JAX)
@@ -144,8 +151,12 @@ def _run_worker(kind: str, spec: dict[str, Any], tiny: bool, timeout: float | No
             proc = subprocess.run(cmd, env=env, timeout=timeout, check=False,
                                   stdout=sys.stderr, stderr=sys.stderr)
         except subprocess.TimeoutExpired:
-            return {"status": "timed out", "error": f"killed after {timeout:.0f} s (budget)",
-                    "wall_s": round(time.time() - started, 1)}
+            stopped = f"killed after {timeout:.0f} s (budget)"
+            if out.is_file():  # the figures measured before the budget ran out (a later phase was cut)
+                result = json.loads(out.read_text(encoding="utf-8"))
+                result.update(wall_s=round(time.time() - started, 1), note=f"{stopped} after the timed run")
+                return result
+            return {"status": "timed out", "error": stopped, "wall_s": round(time.time() - started, 1)}
         if proc.returncode != 0 or not out.is_file():
             return {"status": "failed", "error": f"worker exited {proc.returncode} (see its output above)",
                     "wall_s": round(time.time() - started, 1)}
@@ -218,9 +229,10 @@ def _run_cases(args: argparse.Namespace, cases: list[tuple[str, int]], profile: 
         return None if deadline is None else deadline - time.time()
 
     matmul_n = args.matmul_n or (512 if args.tiny else 8192)
-    _say(f"measuring the device (bf16 matmul n={matmul_n})")
-    device = _run_worker("device", {"matmul_n": matmul_n, "repeats": 10 if args.tiny else 20}, args.tiny, left(),
-                         cache_dir)
+    _say(f"measuring the device (matmul n={matmul_n})")
+    dtype = "float32" if args.tiny else "bfloat16"  # the training dtype (sft_tiny.yaml: float32)
+    device = _run_worker("device", {"matmul_n": matmul_n, "repeats": 10 if args.tiny else 20, "dtype": dtype},
+                         args.tiny, left(), cache_dir)
     if device.get("status") in ("failed", "timed out"):
         return device, [{"mode": m, "seq_len": s, "status": "skipped", "error": "device measurement failed"}
                         for m, s in cases]
@@ -238,7 +250,9 @@ def _run_cases(args: argparse.Namespace, cases: list[tuple[str, int]], profile: 
                 "frozen_reference": mode == "lora" and not args.no_frozen_reference,
                 "profile_dir": str(args.out.resolve()) if (mode, seq) == profile else None}
         _say(f"case {mode} seq {seq} (start batch {spec['start_batch'] or 'estimated'})")
-        case = _run_worker("case", spec, args.tiny, remaining, cache_dir)
+        # Hard stop: what is left minus the minimum each later case needs (earlier cases come first).
+        hard = None if remaining is None else remaining - MIN_CASE_S * (len(cases) - i - 1)
+        case = _run_worker("case", spec, args.tiny, hard, cache_dir)
         case.setdefault("mode", mode)
         case.setdefault("seq_len", seq)
         _add_mfu(case, device)
@@ -263,8 +277,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     steps = args.steps or (5 if args.tiny else 10)
     max_batch = args.max_batch or (2 if args.tiny else 256)
-    if steps < 2:
-        parser.error(f"--steps: {steps} is too few (the first step carries the compile; at least 2)")
+    if steps < 3:
+        parser.error(f"--steps: {steps} is too few (steps 1 and 2 warm up, 3..N are timed; at least 3)")
     if max_batch < 1:
         parser.error(f"--max-batch: expected a positive batch, got {max_batch}")
     started = time.time()
@@ -280,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     print(table(["mode", "seq", "batch", "tokens/s", "step ms", "MFU meas.", "MFU spec", "peak GiB", "compile s",
                  "loss 1st", "loss last", "status"], rows))
     print(f"device: {device.get('device_kind')} x{device.get('device_count')} ({device.get('backend')}), "
-          f"bf16 matmul {device.get('peak_tflops_measured') or 0:.3g} TFLOP/s measured, "
+          f"{(device.get('matmul_peak') or {}).get('dtype')} matmul {device.get('peak_tflops_measured') or 0:.3g} "
+          "TFLOP/s measured, "
           f"datasheet {device.get('peak_tflops_spec') or '-'}")
     for case in results:
         prof = case.get("profile")
