@@ -32,8 +32,10 @@ _HOST_SKIP = ("ThunkExecutor", "ThreadpoolListener", "end: ")  # CPU runtime boo
 
 
 def _norm(name: str) -> str:
-    """HLO instruction and kernel names compare equal after this (XLA names kernels fusion.3 → fusion_3)."""
-    return name.lstrip("%").replace(".", "_").replace("-", "_")
+    """HLO instruction and kernel names compare equal after this (XLA names kernels fusion.3 → fusion_3; a
+    trace may give an operation's long form, ``%fusion.3 = bf16[…] fusion(…)``, of which the name is kept)."""
+    head = name.strip().split(" ", 1)[0] if name.strip() else name
+    return head.lstrip("%").replace(".", "_").replace("-", "_")
 
 
 def matmul_ops_from_hlo(text: str) -> tuple[set[str], set[str]]:

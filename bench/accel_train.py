@@ -30,6 +30,7 @@ from training import batches as batches_lib
 from training import config as config_lib
 from training import model as model_lib
 from training import sft
+from training.session import StopRule
 
 REPO = Path(__file__).resolve().parent.parent
 SUBMISSION_CONFIG = REPO / "training" / "configs" / "submission_gemma3_1b.yaml"
@@ -171,7 +172,8 @@ class Worker:
         self.compile.arm()
         compiled = self.compile.total
         stats, trainer = sft.run_sft(model, self.mesh, inputs, batches_lib.step_tokens(data, order), section,
-                                     steps, self.tmp / "metrics.jsonl", batches_lib.model_inputs_fn(PAD_ID))
+                                     StopRule(max_steps=steps), self.tmp / "metrics.jsonl",
+                                     batches_lib.model_inputs_fn(PAD_ID))
         info = {"params_total": total, "params_trainable": trainable, "compile_s": self.compile.total - compiled,
                 "base_bytes": before.get("bytes_in_use") if before else None,
                 "elapsed_s": _step_clock(self.tmp / "metrics.jsonl")}

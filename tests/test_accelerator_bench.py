@@ -19,6 +19,7 @@ sys.path.insert(0, str(BENCH))  # the bench scripts import their sibling modules
 accel_flops = importlib.import_module("accel_flops")
 accel_batch = importlib.import_module("accel_batch")
 accelerator = importlib.import_module("accelerator")
+accel_profile = importlib.import_module("accel_profile")
 
 GB = 10**9
 
@@ -101,6 +102,39 @@ def test_search_stops_growing_before_the_deadline() -> None:
                                  deadline=1100.0, clock=lambda: now[0])
     assert device.tried == [4]  # a next try (compile 50 s + longer steps) would end after the deadline
     assert best is not None and best.batch == 4
+
+
+GPU_LIKE_HLO = """\
+HloModule jit__train_step, is_scheduled=true
+
+%gemm_fusion_dot.3_computation (p0: bf16[8,16], p1: bf16[16,4]) -> bf16[8,4] {
+  %p0 = bf16[8,16]{1,0} parameter(0)
+  %p1 = bf16[16,4]{1,0} parameter(1)
+  ROOT %dot.3 = bf16[8,4]{1,0} dot(%p0, %p1), lhs_contracting_dims={1}, rhs_contracting_dims={0}
+}
+
+%fused_add (p0.1: bf16[8,4]) -> bf16[8,4] {
+  %p0.1 = bf16[8,4]{1,0} parameter(0)
+  ROOT %add.1 = bf16[8,4]{1,0} add(%p0.1, %p0.1)
+}
+
+ENTRY %main.9 (a: bf16[8,16], b: bf16[16,4]) -> bf16[8,4] {
+  %a = bf16[8,16]{1,0} parameter(0)
+  %b = bf16[16,4]{1,0} parameter(1)
+  %gemm_fusion_dot.3 = bf16[8,4]{1,0} fusion(%a, %b), kind=kCustom, calls=%gemm_fusion_dot.3_computation
+  %custom-call.7 = (bf16[8,4]{1,0}, s8[0]{0}) custom-call(%a, %b), custom_call_target="__cublas$gemm"
+  ROOT %loop_add_fusion = bf16[8,4]{1,0} fusion(%gemm_fusion_dot.3), kind=kLoop, calls=%fused_add
+}
+"""
+
+
+def test_profile_classifies_matmuls_from_the_optimized_hlo() -> None:
+    matmul, every = accel_profile.matmul_ops_from_hlo(GPU_LIKE_HLO)
+    assert {"gemm_fusion_dot_3", "custom_call_7"} <= matmul  # a fusion calling a dot; a cuBLAS custom call
+    assert "loop_add_fusion" in every and "loop_add_fusion" not in matmul
+    # trace names: the op's name (dots → underscores), its long form, or a library kernel the HLO never names
+    assert accel_profile._norm("%gemm_fusion_dot.3 = bf16[8,4] fusion(...)") in matmul
+    assert accel_profile._norm("custom-call.7") in matmul
 
 
 def test_cases_flag_and_command_record() -> None:
