@@ -9,14 +9,16 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from tunix_rt.training import build_dataset, datagen
-from tunix_rt.training.datasets import (
+from tunix_rt.training import datagen, dataset_registry
+from tunix_rt.training.dataset_registry import (
     DEFAULT_DATASET,
     KNOWN_DATASETS,
     DatasetError,
     canonical_jsonl,
+    check_dataset,
     dataset_dir,
     load_dataset,
+    write_dataset,
 )
 
 V2_DIR = dataset_dir("dev-reasoning-v2")
@@ -29,14 +31,14 @@ def x10():
 
 
 def test_committed_files_regenerate_byte_identical(tmp_path: Path) -> None:
-    build_dataset.write_dataset("dev-reasoning-v2", tmp_path)
+    write_dataset("dev-reasoning-v2", tmp_path)
     for name in ("dataset.jsonl", "manifest.json"):
         assert (tmp_path / name).read_bytes() == (V2_DIR / name).read_bytes(), name
-    assert build_dataset.check_dataset("dev-reasoning-v2", V2_DIR) is None
+    assert check_dataset("dev-reasoning-v2", V2_DIR) is None
 
 
 def test_check_script_fails_on_a_changed_file(tmp_path: Path) -> None:
-    script = Path(build_dataset.__file__)
+    script = Path(dataset_registry.__file__).parent / "build_dataset.py"
     ok = subprocess.run([sys.executable, str(script), "--out", str(tmp_path)], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     good = subprocess.run([sys.executable, str(script), "--check", "--out", str(tmp_path)],
@@ -144,12 +146,10 @@ def test_unknown_family_is_rejected() -> None:
 
 
 def test_tampered_committed_file_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tunix_rt.training import datasets
-
     folder = tmp_path / "dev-reasoning-v2"
-    build_dataset.write_dataset("dev-reasoning-v2", folder)
+    write_dataset("dev-reasoning-v2", folder)
     (folder / "dataset.jsonl").write_bytes((folder / "dataset.jsonl").read_bytes()[:-200])
-    monkeypatch.setattr(datasets, "DATASETS_DIR", tmp_path)
+    monkeypatch.setattr(dataset_registry, "DATASETS_DIR", tmp_path)
     with pytest.raises(DatasetError, match="does not match manifest"):
         load_dataset("dev-reasoning-v2")
 
@@ -160,7 +160,7 @@ X10_SHA256 = "8831a555a39c924df0c4c412175ac2f493f3be587fbb1c4bfde71ce46c4a2a8a"
 
 def test_x10_bytes_are_pinned_and_can_be_written(x10, tmp_path: Path) -> None:
     assert x10.sha256 == X10_SHA256
-    build_dataset.write_dataset("dev-reasoning-v2-x10", tmp_path)
+    write_dataset("dev-reasoning-v2-x10", tmp_path)
     manifest = json.loads((tmp_path / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["sha256"] == X10_SHA256 and manifest["trace_count"] == 5500
-    assert build_dataset.check_dataset("dev-reasoning-v2-x10", tmp_path) is None
+    assert check_dataset("dev-reasoning-v2-x10", tmp_path) is None

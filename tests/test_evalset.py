@@ -9,9 +9,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from tunix_rt.training import build_evalset
-from tunix_rt.training.datasets import KNOWN_DATASETS, load_dataset
-from tunix_rt.training.evalset import DEFAULT_EVAL_SET, EvalSetError, load_eval_set
+from tunix_rt.training.dataset_registry import KNOWN_DATASETS, load_dataset
+from tunix_rt.training.evalset import DEFAULT_EVAL_SET, EvalSetError, load_eval_set, render_evalset
+
+SCRIPT = str(DEFAULT_EVAL_SET.parent.parent / "build_evalset.py")
 
 
 @pytest.fixture(scope="module")
@@ -20,11 +21,11 @@ def items() -> list[dict]:
 
 
 def test_eval_set_regenerates_byte_identical() -> None:
-    assert build_evalset.render_evalset() == DEFAULT_EVAL_SET.read_bytes()
+    assert render_evalset() == DEFAULT_EVAL_SET.read_bytes()
 
 
 def test_check_flag(tmp_path: Path) -> None:
-    script = build_evalset.__file__
+    script = SCRIPT
     good = subprocess.run([sys.executable, script, "--check"], capture_output=True, text=True)
     assert good.returncode == 0, good.stderr
     changed = tmp_path / "eval.jsonl"

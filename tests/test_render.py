@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tunix_rt.training import render
-from tunix_rt.training.datasets import load_dataset
+from tunix_rt.training.dataset_registry import load_dataset
 
 RECORD = {
     "prompt": "What is 2 + 3?",

@@ -1,15 +1,8 @@
-"""Output parsing, answer normalization, scoring and the score CLI."""
+"""Output parsing, answer normalization and scoring (the rescore CLI: test_commands.py)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-from tunix_rt.training import score as score_cli
-from tunix_rt.training.evalset import DEFAULT_EVAL_SET, eval_set_sha256, load_eval_set
 from tunix_rt.training.scoring import build_prediction, normalize_answer, parse_output, score
 
 GOOD = "<reasoning>2 + 3 = 5.</reasoning><answer>5</answer>"
@@ -117,52 +110,3 @@ def test_build_prediction_has_the_predictions_jsonl_fields() -> None:
     assert line == {"id": "a", "prompt": "p1", "raw_output": "<reasoning>x</reasoning><answer>42</answer>",
                     "parsed_answer": "42", "well_formed": True, "expected_answer": "42", "correct": True,
                     "category": "reasoning"}
-
-
-def _write_predictions(path: Path, items: list[dict], n_right: int) -> None:
-    lines = []
-    for k, item in enumerate(items):
-        answer = item["expected_answer"] if k < n_right else "wrong"
-        lines.append(json.dumps(build_prediction(item, f"<reasoning>x</reasoning><answer>{answer}</answer>"),
-                                ensure_ascii=False))
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
-def test_score_cli_writes_eval_results(tmp_path: Path) -> None:
-    items = load_eval_set(DEFAULT_EVAL_SET)
-    preds = tmp_path / "predictions.jsonl"
-    _write_predictions(preds, items, n_right=5)
-    out = tmp_path / "out" / "eval_results.json"
-    proc = subprocess.run([sys.executable, score_cli.__file__, "--predictions", str(preds),
-                           "--eval_set", str(DEFAULT_EVAL_SET), "--output", str(out)],
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    res = json.loads(out.read_text(encoding="utf-8"))
-    assert res["n_items"] == len(items) and res["n_correct"] == 5 and res["n_well_formed"] == len(items)
-    assert res["answer_correctness"] == pytest.approx(5 / len(items))
-    assert res["eval_set"] == "eval_v1.jsonl" and res["eval_set_sha256"] == eval_set_sha256(DEFAULT_EVAL_SET)
-    assert set(res) == {"answer_correctness", "format_compliance", "n_items", "n_correct", "n_well_formed",
-                        "by_category", "eval_set", "eval_set_sha256"}
-
-
-@pytest.mark.parametrize("problem", ["missing_predictions", "bad_line", "missing_eval"])
-def test_score_cli_bad_input_is_one_line_exit_2(tmp_path: Path, problem: str) -> None:
-    preds = tmp_path / "predictions.jsonl"
-    eval_set = DEFAULT_EVAL_SET
-    if problem == "bad_line":
-        preds.write_text('{"id": "eval-001", "raw_output": "x"}\n{not json\n', encoding="utf-8")
-    elif problem == "missing_eval":
-        preds.write_text("", encoding="utf-8")
-        eval_set = tmp_path / "nope.jsonl"
-    out = tmp_path / "eval_results.json"
-    code = score_cli.main(["--predictions", str(preds), "--eval_set", str(eval_set), "--output", str(out)])
-    assert code == 2 and not out.exists()
-
-
-def test_score_cli_error_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    preds = tmp_path / "p.jsonl"
-    preds.write_text("[1, 2]\n", encoding="utf-8")
-    code = score_cli.main(["--predictions", str(preds), "--eval_set", str(DEFAULT_EVAL_SET),
-                           "--output", str(tmp_path / "o.json")])
-    err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and "p.jsonl line 1" in err

@@ -7,8 +7,14 @@ import shutil
 from pathlib import Path
 
 import pytest
-from tunix_rt.training import build_tokenizer, render
-from tunix_rt.training.tokenizer import SHIPPED_TOKENIZER_DIR, TokenizerError, load_tokenizer
+from tunix_rt.training import render
+from tunix_rt.training.tokenizer import (
+    SHIPPED_TOKENIZER_DIR,
+    VOCAB_SIZE,
+    TokenizerError,
+    load_tokenizer,
+    render_files,
+)
 
 pytestmark = pytest.mark.kernel  # needs transformers + tokenizers
 
@@ -19,7 +25,7 @@ def tok():
 
 
 def test_rebuild_gives_identical_bytes() -> None:
-    for name, data in build_tokenizer.render_files().items():
+    for name, data in render_files().items():
         assert (SHIPPED_TOKENIZER_DIR / name).read_bytes() == data, name
 
 
@@ -27,7 +33,7 @@ def test_is_a_fast_tokenizer_with_gemma_style_special_ids(tok) -> None:
     from transformers import PreTrainedTokenizerFast
 
     assert isinstance(tok, PreTrainedTokenizerFast)
-    assert len(tok) == build_tokenizer.VOCAB_SIZE
+    assert len(tok) == VOCAB_SIZE
     assert (tok.pad_token_id, tok.eos_token_id, tok.bos_token_id, tok.unk_token_id) == (0, 1, 2, 3)
     assert tok.convert_tokens_to_ids(list(render.SPECIAL_TOKENS)) == list(range(10))
 
@@ -118,7 +124,7 @@ def test_model_folder_class_does_not_change_the_pipeline(tmp_path: Path) -> None
 @pytest.mark.parametrize("key", ["dev-reasoning-v2", "dev-reasoning-v2-x10"])
 def test_every_trace_fits_the_tiny_profiles_sequence_length(tok, key: str) -> None:
     # sft_tiny trains at seq_len 128 (learning.md: L near the longest trace keeps steps fast); <bos> included.
-    from tunix_rt.training.datasets import load_dataset
+    from tunix_rt.training.dataset_registry import load_dataset
 
     lengths = [len(ids) for ids in tok([render.sft_text(r) for r in load_dataset(key).records])["input_ids"]]
     assert max(lengths) <= 128

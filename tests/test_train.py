@@ -59,7 +59,20 @@ def _check_consistent(out: Path) -> dict[str, Any]:
     assert sum(p["well_formed"] for p in predictions) == evals["n_well_formed"]
     phases = {"import", "data", "model_init", "compile", "train", "generate", "score", "checkpoint", "total"}
     assert set(result["timings_s"]) == phases
+    _follows_the_contract(out)
     return result
+
+
+def _follows_the_contract(out: Path) -> None:
+    """What training wrote is what training/contract.py says (the schemas automation checks it against)."""
+    from jsonschema import Draft202012Validator
+    from tunix_rt.training import contract
+
+    for name in ("run_result", "eval_results"):
+        doc = json.loads((out / contract.FILES[name]).read_text(encoding="utf-8"))
+        Draft202012Validator(contract.schema(name)).validate(doc)
+    for line in _read_jsonl(out / contract.PREDICTIONS):
+        Draft202012Validator(contract.schema("prediction")).validate(line)
 
 
 def test_runbook_smoke_command_from_an_unpacked_training_folder(tmp_path: Path) -> None:
@@ -133,6 +146,10 @@ def test_failure_during_the_run_is_recorded_exit_1(tmp_path: Path) -> None:
     assert result["status"] == "failed" and "lora.module_path" in result["error"]
     assert result["training"] is None and result["eval"] is None
     assert result["devices"]["platform"] == "cpu" and result["timings_s"]["import"] is not None
+    from jsonschema import Draft202012Validator
+    from tunix_rt.training import contract
+
+    Draft202012Validator(contract.schema("run_result")).validate(result)  # a failed run follows it too
 
 
 def test_four_device_mesh(tmp_path: Path) -> None:

@@ -72,7 +72,7 @@ class LoraSection:
 class DataSection:
     """Training data and the evaluation set."""
 
-    dataset: str  # dataset key (training/datasets.py), overridable with --dataset
+    dataset: str  # dataset key (training/dataset_registry.py), overridable with --dataset
     eval_set: str = "evalsets/eval_v1.jsonl"  # eval JSONL, relative to the training folder unless absolute
     seq_len: int = 128  # fixed padded length of every example (one compile); a longer example is an error
 

@@ -1,4 +1,10 @@
-"""Eval sets: JSONL files of `{"id","prompt","expected_answer","category","difficulty"}` items."""
+"""Eval sets: JSONL files of `{"id","prompt","expected_answer","category","difficulty"}` items, and the
+builder of the shipped `evalsets/eval_v1.jsonl` (``training/build_evalset.py`` writes or checks it).
+
+eval_v1 has 25 items like learning.md's eval25: 12 word problems (2 per type), 8 synthetic (2 per type),
+3 golden-style, 2 edge cases, drawn from the trace generator with prompts unseen in every training dataset
+(a prompt found in a registered dataset, dev-reasoning-v2 or dev-reasoning-v2-x10, is redrawn).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,14 @@ from typing import Any
 EVALSETS_DIR = Path(__file__).resolve().parent / "evalsets"
 DEFAULT_EVAL_SET = EVALSETS_DIR / "eval_v1.jsonl"
 REQUIRED_FIELDS = ("id", "prompt", "expected_answer", "category", "difficulty")
+
+EVAL_SEED = 7001
+# (family, task_type, how many); the families' task types come from datagen.FAMILIES
+_GOLDEN_AND_EDGE: tuple[tuple[str, str, int], ...] = (
+    ("golden_style", "repeat", 1), ("golden_style", "uppercase", 1), ("golden_style", "first_letter", 1),
+    ("edge_case", "emoji", 1), ("edge_case", "unicode", 1),
+)
+_DIFFICULTY = {"reasoning": "medium", "synthetic": "easy", "golden_style": "easy", "edge_case": "hard"}
 
 
 class EvalSetError(ValueError):
@@ -52,3 +66,44 @@ def load_eval_set(path: str | os.PathLike[str] = DEFAULT_EVAL_SET) -> list[dict[
 def eval_set_sha256(path: str | os.PathLike[str]) -> str:
     """sha256 of the eval set file's bytes (recorded next to the scores)."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def eval_v1_plan() -> tuple[tuple[str, str, int], ...]:
+    """(family, task_type, how many) of eval_v1, in item order."""
+    from .datagen import FAMILIES
+
+    return (
+        *(("reasoning", task, 2) for task, _ in FAMILIES["reasoning"]),
+        *(("synthetic", task, 2) for task, _ in FAMILIES["synthetic"]),
+        *_GOLDEN_AND_EDGE,
+    )
+
+
+def training_prompts() -> set[str]:
+    """Every prompt of every registered training dataset (the eval set must avoid all of them)."""
+    from .dataset_registry import KNOWN_DATASETS, load_dataset
+
+    return {rec["prompt"] for key in KNOWN_DATASETS for rec in load_dataset(key).records}
+
+
+def build_items() -> list[dict[str, Any]]:
+    """The eval_v1 items, in plan order, ids eval-001…"""
+    from .datagen import generate_plan
+
+    plan = [(family, task) for family, task, count in eval_v1_plan() for _ in range(count)]
+    examples = generate_plan(plan, EVAL_SEED, exclude_prompts=training_prompts())
+    items = []
+    for n, (family, task_type, prompt, steps, answer) in enumerate(examples, 1):
+        difficulty = "medium" if task_type == "arithmetic" else _DIFFICULTY[family]
+        if family == "reasoning" and len(steps) == 3:
+            difficulty = "easy"
+        items.append({"id": f"eval-{n:03d}", "prompt": prompt, "expected_answer": answer, "category": family,
+                      "task_type": task_type, "difficulty": difficulty})
+    return items
+
+
+def render_evalset() -> bytes:
+    """The exact bytes of eval_v1.jsonl."""
+    from .dataset_registry import canonical_jsonl
+
+    return canonical_jsonl(build_items())

@@ -1,7 +1,10 @@
-"""Output files of a training run: atomic JSON/JSONL writes, library versions, run_result.json.
+"""Files training writes: the one atomic writer of training/ (JSON, JSONL, bytes), and library versions.
 
-training/ also runs from an unpacked copy on Kaggle where tunix_rt is not installed, so it carries its own
-small atomic writer instead of importing tunix_rt.fsutil (same canonical JSON: indent 2, sorted keys).
+Every file training/ writes (run outputs, rebuilt datasets, eval sets, tokenizers, the kernel's
+kernel_run.json) goes through :func:`write_atomic`: a temp file in the same folder and a rename, so a crash
+never leaves half a file. training/ also runs from an unpacked payload on Kaggle where tunix_rt is not
+installed, so it cannot use tunix_rt.fsutil; both write the same canonical JSON (indent 2, sorted keys).
+What the documents hold is training/contract.py's business.
 """
 
 from __future__ import annotations
@@ -15,8 +18,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
-
 # run_result.versions key → distribution name
 _DISTRIBUTIONS = {
     "jax": "jax",
@@ -29,13 +30,16 @@ _DISTRIBUTIONS = {
 }
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` through a temp file in the same folder and a rename: never a half-written file."""
+def write_atomic(path: Path, data: str | bytes) -> Path:
+    """Write ``data`` (text is UTF-8 encoded) through a temp file in the same folder and a rename: never a
+    half-written file. Returns ``path``."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    raw = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(raw)
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)
@@ -43,16 +47,22 @@ def write_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
 
 
-def write_json(path: Path, obj: Any) -> None:
-    """Canonical JSON (indent 2, sorted keys, UTF-8, trailing newline), atomically."""
-    write_atomic(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+def canonical_json(obj: Any) -> str:
+    """The canonical JSON text: indent 2, sorted keys, UTF-8 kept as is, trailing newline."""
+    return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
+def write_json(path: Path, obj: Any) -> Path:
+    """Canonical JSON, atomically."""
+    return write_atomic(path, canonical_json(obj))
+
+
+def write_jsonl(path: Path, rows: Iterable[Mapping[str, Any]]) -> Path:
     """One JSON object per line, atomically."""
-    write_atomic(path, "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in rows))
+    return write_atomic(path, "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in rows))
 
 
 def versions() -> dict[str, str | None]:
@@ -68,30 +78,3 @@ def versions() -> dict[str, str | None]:
 
 def round_or_none(value: float | None, digits: int = 6) -> float | None:
     return None if value is None else round(float(value), digits)
-
-
-def run_result(**fields: Any) -> dict[str, Any]:
-    """The run_result.json document: every key of the contract present (null when not reached)."""
-    doc: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "status": "failed",
-        "error": None,
-        "mode": None,
-        "command": None,
-        "model": None,
-        "config": None,
-        "dataset": None,
-        "eval_set": None,
-        "devices": None,
-        "versions": None,
-        "training": None,
-        "eval": None,
-        "timings_s": None,
-        "checkpoint": None,
-        "session": None,
-    }
-    unknown = set(fields) - set(doc)
-    if unknown:  # a typo here would silently drop evidence
-        raise KeyError(f"run_result: unknown field(s) {sorted(unknown)}")
-    doc.update(fields)
-    return doc

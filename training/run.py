@@ -45,11 +45,12 @@ from typing import Any
 from .batches import DataFitError
 from .checkpoints import CHECKPOINT_DIR, Fingerprint, ResumeError, ResumePoint, config_fingerprint
 from .config import ConfigError, LoadedConfig, TrainConfig, load_config
-from .datasets import Dataset, DatasetError, load_dataset
+from .contract import run_result
+from .dataset_registry import Dataset, DatasetError, load_dataset
 from .devices import DEVICE_CHOICES, DeviceError, make_mesh, select_platform
 from .evalset import EvalSetError, eval_set_sha256, load_eval_set
 from .model import ModelSourceError, find_weights_dir
-from .report import round_or_none, run_result, versions, write_json, write_jsonl
+from .report import round_or_none, versions, write_json, write_jsonl
 from .tokenizer import TokenizerError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -234,9 +235,8 @@ class Run:
         goes. Returns the status: "complete", or "cut_for_time" (no generation: the schedule goes on)."""
         cfg, inp = self.inputs.cfg, self.inputs
         from . import batches as batches_lib
-        from . import generate as generate_lib
         from . import model as model_lib
-        from . import sft
+        from . import predict, sft
         from .checkpoints import saved_steps
         from .scoring import build_prediction, score
         from .session import REASON_MAX_STEPS, StopRule
@@ -308,8 +308,8 @@ class Run:
             raise RuntimeError(f"training stopped after {stats.steps} of {inp.steps} steps")
         t = time.perf_counter()
 
-        raw = generate_lib.generate(trainer.model, tokenizer, spec.tunix_config, mesh,
-                                    [item["prompt"] for item in inp.eval_items], cfg.generation)
+        raw = predict.generate(trainer.model, tokenizer, spec.tunix_config, mesh,
+                               [item["prompt"] for item in inp.eval_items], cfg.generation)
         t = self._phase("generate", t)
 
         predictions = [build_prediction(item, text) for item, text in zip(inp.eval_items, raw, strict=True)]

@@ -4,10 +4,13 @@
   but whitespace around them (a trailing `<end_of_turn>`/`<eos>` stop marker is tolerated: it ends the turn).
 * **answer correctness**: the answer block's content, normalized, equals the normalized expected answer.
   An output without exactly one complete answer block, or a missing prediction, counts as wrong.
+
+The predictions lines and ``eval_results.json`` are built through training/contract.py.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
@@ -15,12 +18,13 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from . import contract
 from .evalset import EvalSetError, load_eval_set
 from .evalset import eval_set_sha256 as file_sha256
 from .render import ANSWER_CLOSE, ANSWER_OPEN, END_OF_TURN, EOS, REASONING_CLOSE, REASONING_OPEN
 
-__all__ = ["EvalSetError", "Parsed", "build_prediction", "load_eval_set", "normalize_answer", "parse_output",
-           "score", "score_against_file"]
+__all__ = ["EvalSetError", "Parsed", "PredictionsError", "build_prediction", "load_eval_set", "normalize_answer",
+           "parse_output", "read_predictions", "score", "score_against_file"]
 
 _ANSWER_RE = re.compile(re.escape(ANSWER_OPEN) + r"(.*?)" + re.escape(ANSWER_CLOSE), re.S)
 _WELL_FORMED_RE = re.compile(
@@ -100,16 +104,17 @@ def answers_match(answer: str | None, expected: str) -> bool:
 def build_prediction(item: Mapping[str, Any], raw_output: str | None) -> dict[str, Any]:
     """One `predictions.jsonl` line for an eval item and the model's raw output."""
     parsed = parse_output(raw_output)
-    return {
-        "id": item["id"],
-        "prompt": item["prompt"],
-        "raw_output": raw_output,
-        "parsed_answer": parsed.answer,
-        "well_formed": parsed.well_formed,
-        "expected_answer": item["expected_answer"],
-        "correct": answers_match(parsed.answer, item["expected_answer"]),
-        "category": item.get("category"),
-    }
+    return contract.document(
+        "prediction",
+        id=item["id"],
+        prompt=item["prompt"],
+        raw_output=raw_output,
+        parsed_answer=parsed.answer,
+        well_formed=parsed.well_formed,
+        expected_answer=item["expected_answer"],
+        correct=answers_match(parsed.answer, item["expected_answer"]),
+        category=item.get("category"),
+    )
 
 
 def score(
@@ -140,16 +145,17 @@ def score(
         n_correct += int(correct)
         n_well_formed += int(parsed.well_formed)
     n_items = len(eval_items)
-    return {
-        "answer_correctness": n_correct / n_items if n_items else 0.0,
-        "format_compliance": n_well_formed / n_items if n_items else 0.0,
-        "n_items": n_items,
-        "n_correct": n_correct,
-        "n_well_formed": n_well_formed,
-        "by_category": dict(sorted(by_category.items())),
-        "eval_set": eval_set,
-        "eval_set_sha256": eval_set_sha256,
-    }
+    return contract.document(
+        "eval_results",
+        answer_correctness=n_correct / n_items if n_items else 0.0,
+        format_compliance=n_well_formed / n_items if n_items else 0.0,
+        n_items=n_items,
+        n_correct=n_correct,
+        n_well_formed=n_well_formed,
+        by_category=dict(sorted(by_category.items())),
+        eval_set=eval_set,
+        eval_set_sha256=eval_set_sha256,
+    )
 
 
 def score_against_file(predictions: Sequence[Mapping[str, Any]], eval_set_path: str | Path) -> dict[str, Any]:
@@ -158,3 +164,30 @@ def score_against_file(predictions: Sequence[Mapping[str, Any]], eval_set_path: 
     path = Path(eval_set_path)
     items = load_eval_set(path)
     return score(predictions, items, eval_set=path.name, eval_set_sha256=file_sha256(path))
+
+
+class PredictionsError(ValueError):
+    """A missing or malformed predictions file (the message is one line naming the file and line)."""
+
+
+def read_predictions(path: str | Path) -> list[dict[str, Any]]:
+    """Read a predictions JSONL file (one object per non-empty line)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PredictionsError(f"predictions file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PredictionsError(f"predictions file {path} cannot be read: {exc}") from None
+    out = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise PredictionsError(f"predictions file {path} line {lineno}: not valid JSON ({exc.msg})") from None
+        if not isinstance(rec, dict):
+            raise PredictionsError(f"predictions file {path} line {lineno}: expected a JSON object")
+        out.append(rec)
+    return out

@@ -1,4 +1,4 @@
-"""Greedy generation on the eval prompts with Tunix's Sampler (fixed shapes: one compile)."""
+"""Predictions: greedy generation on the eval prompts with Tunix's Sampler (fixed shapes: one compile)."""
 
 from __future__ import annotations
 

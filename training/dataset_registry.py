@@ -2,7 +2,9 @@
 
 `dev-reasoning-v2` (the default, 550 traces) is committed as `datasets/dev-reasoning-v2/dataset.jsonl`
 with its `manifest.json`; `dev-reasoning-v2-x10` (5,500 traces, another seed) is rebuilt on demand because
-it is ten times larger and regenerates in well under a second. Both are byte-for-byte reproducible.
+it is ten times larger and regenerates in well under a second. Both are byte-for-byte reproducible:
+:func:`write_dataset` writes a key's two files and :func:`check_dataset` compares the committed ones with a
+fresh build (``training/build_dataset.py`` and its ``--check``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .datagen import GENERATOR, build_traces
+from .report import canonical_json, write_atomic
 
 DATASETS_DIR = Path(__file__).resolve().parent / "datasets"
 DEFAULT_DATASET = "dev-reasoning-v2"
@@ -118,7 +121,7 @@ def _load_committed(spec: DatasetSpec) -> Dataset:
     if manifest.get("sha256") != digest:
         raise DatasetError(
             f"dataset {spec.key!r}: {jsonl_path} sha256 {digest} does not match manifest "
-            f"{manifest.get('sha256')}; rebuild with training/build_dataset.py"
+            f"{manifest.get('sha256')}; rebuild it with training/build_dataset.py"
         )
     records = []
     for lineno, line in enumerate(raw.decode("utf-8").splitlines(), 1):
@@ -139,3 +142,25 @@ def load_dataset(key: str = DEFAULT_DATASET) -> Dataset:
     records = generate_records(key)
     digest = hashlib.sha256(canonical_jsonl(records)).hexdigest()
     return Dataset(name=spec.key, records=records, sha256=digest)
+
+
+def render_files(key: str) -> dict[str, bytes]:
+    """The exact bytes of ``dataset.jsonl`` and ``manifest.json`` for ``key``."""
+    jsonl = canonical_jsonl(generate_records(key))
+    return {"dataset.jsonl": jsonl, "manifest.json": canonical_json(manifest_for(key, jsonl)).encode("utf-8")}
+
+
+def write_dataset(key: str, out_dir: Path) -> dict[str, Path]:
+    """Write both files of ``key`` into ``out_dir`` (atomically); returns their paths."""
+    return {name: write_atomic(out_dir / name, data) for name, data in render_files(key).items()}
+
+
+def check_dataset(key: str, out_dir: Path) -> str | None:
+    """None when the files in ``out_dir`` equal a fresh build byte for byte, else a one-line reason."""
+    for name, data in render_files(key).items():
+        path = out_dir / name
+        if not path.is_file():
+            return f"{path} is missing; run training/build_dataset.py to create it"
+        if path.read_bytes() != data:
+            return f"{path} differs from a fresh build of {key!r}; rebuild it with training/build_dataset.py"
+    return None
