@@ -34,11 +34,11 @@ TEMPLATE = paths.kernel_dir() / "kaggle_submission.ipynb"
 BANNER = "✅ Smoke run completed successfully!"
 HEADERS = ["1 Setup", "2 Configuration", "3 Build Dataset", "4a Smoke Run", "4b Full Training Run",
            "5 Generate Predictions", "6 Evaluate & Score", "7 Submission Summary"]
-# The scripts the notebook runs → the module whose main(argv) parses their flags.
+# The entry scripts the notebook runs → the library function (argv → exit code) that parses their flags.
 SCRIPTS = {
-    "train_jax.py": "tunix_rt.training.run",  # train_jax.py is a thin shim over run.main
-    "score.py": "tunix_rt.training.score",
-    "build_dataset.py": "tunix_rt.training.build_dataset",
+    "train_jax.py": ("tunix_rt.training.run", "main"),
+    "rescore.py": ("tunix_rt.training.commands", "rescore"),
+    "build_dataset.py": ("tunix_rt.training.commands", "build_dataset"),
 }
 
 
@@ -96,37 +96,49 @@ def test_banner_only_after_everything_passed() -> None:
     assert summary.index('write_kernel_run("complete")') < summary.index(BANNER)
 
 
-def _commands(tmp_path: Path, mode: str, session_timeout_s: int | None = None,
-              input_dir: Path = Path("/kaggle/input")) -> dict[str, Any]:
-    """Run the bundle's Configuration cells on its real, unpacked payload and return every *_CMD(S)."""
+def _commands(tmp_path: Path, mode: str, monkeypatch: pytest.MonkeyPatch, session_timeout_s: int | None = None,
+              input_dir: Path = Path("/kaggle/input")) -> tuple[Path, dict[str, Any]]:
+    """Run the bundle's Configuration cells on its real, unpacked payload; returns the payload root and every
+    *_CMD(S), KERNEL_RUN and RESUME_FROM."""
     info = build_bundle(tmp_path / "m33_rehearsal", mode=mode, session_timeout_s=session_timeout_s)
     payload_dir = tmp_path / "payload"
     with tarfile.open(fileobj=io.BytesIO(extract_payload(info.notebook_path)), mode="r:gz") as tar:
         tar.extractall(payload_dir, filter="data")
     code = _code(json.loads(info.notebook_path.read_text(encoding="utf-8")))
+    # The Setup cell puts the payload root first on sys.path and imports training/'s light modules from it.
+    monkeypatch.syspath_prepend(str(payload_dir))
+    for name in [m for m in sys.modules if m == "training" or m.startswith("training.")]:
+        monkeypatch.delitem(sys.modules, name)
     ns: dict[str, Any] = {
         "json": json, "os": __import__("os"), "platform": platform, "sys": sys, "Path": Path,
-        "PAYLOAD_DIR": payload_dir, "TRAINING_DIR": payload_dir / "training",
-        "OUTPUT_DIR": tmp_path / "work" / "output", "INPUT_DIR": input_dir, "RUN_TYPE": "Batch",
-        "CELLS_COMPLETED": [], "cell_done": lambda name: None, "SESSION_START_UNIX": 1_000_000.0,
+        "PAYLOAD_DIR": payload_dir, "OUTPUT_DIR": tmp_path / "work" / "output", "INPUT_DIR": input_dir,
+        "RUN_TYPE": "Batch", "CELLS_COMPLETED": [], "cell_done": lambda name: None, "SESSION_START_UNIX": 1_000_000.0,
         "JAX_DEVICES": {"backend": "cpu", "count": 1, "kinds": ["cpu"], "jax": "0"},
+        "contract": importlib.import_module("training.contract"),
+        "report": importlib.import_module("training.report"),
     }
     exec(code["parameters"], ns)  # noqa: S102 - the notebook's own cells
     exec(code["config-check"], ns)  # noqa: S102
-    return {k: v for k, v in ns.items() if k.endswith(("_CMD", "_CMDS")) or k in ("KERNEL_RUN", "RESUME_FROM")}
+    return payload_dir, {k: v for k, v in ns.items()
+                         if k.endswith(("_CMD", "_CMDS")) or k in ("KERNEL_RUN", "RESUME_FROM")}
 
 
 class _Parsed(Exception):
     pass
 
 
-def _parse(cmd: list[Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
-    """Parse ``cmd``'s arguments with the real script's own parser (stopping before it runs anything)."""
-    assert cmd[0] == sys.executable
+def _parse(cmd: list[Any], root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+           input_dir: Path = Path("/kaggle/input")) -> Any:
+    """Parse ``cmd``'s arguments with the real script's own parser (stopping before it runs anything). The
+    command must be the runbook's portable form: ``python`` and paths relative to the payload ``root`` (or
+    under the input folder, Kaggle's /kaggle/input)."""
+    assert cmd[0] == "python"
     script = Path(cmd[1])
-    assert script.is_file(), f"{script} is not in the payload"
-    module = importlib.import_module(SCRIPTS[script.name])
+    assert not script.is_absolute() and (root / script).is_file(), f"{script} is not in the payload"
+    module_name, function = SCRIPTS[script.name]
+    main = getattr(importlib.import_module(module_name), function)
     argv = [str(a) for a in cmd[2:]]
+    assert not any(Path(a).is_absolute() and not Path(a).is_relative_to(input_dir) for a in argv), cmd
     original = argparse.ArgumentParser.parse_args
 
     def capture(self: argparse.ArgumentParser, args: Any = None, namespace: Any = None) -> Any:
@@ -135,7 +147,7 @@ def _parse(cmd: list[Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captu
     with monkeypatch.context() as m:
         m.setattr(argparse.ArgumentParser, "parse_args", capture)
         try:
-            module.main(argv)
+            main(argv)
         except _Parsed as parsed:
             return parsed.args[0]
         except SystemExit as exc:
@@ -147,26 +159,27 @@ def _parse(cmd: list[Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captu
 @pytest.mark.parametrize("mode", ["smoke", "full"])
 def test_every_command_parses_against_its_script(tmp_path: Path, mode: str, monkeypatch: pytest.MonkeyPatch,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    cmds = _commands(tmp_path, mode)
+    root, cmds = _commands(tmp_path, mode, monkeypatch)
     assert cmds.pop("RESUME_FROM") is None and cmds.pop("KERNEL_RUN")["session_timeout_s"] is None
     assert set(cmds) == {"DATASET_CHECK_CMDS", "TRAIN_CMD", "SMOKE_CMD", "FULL_CMD", "SCORE_CMD"}
 
-    smoke = _parse(cmds["SMOKE_CMD"], monkeypatch, capsys)
+    smoke = _parse(cmds["SMOKE_CMD"], root, monkeypatch, capsys)
+    # smoke_steps: the config's training.smoke_steps (2 in sft_tiny.yaml)
     assert (smoke.smoke_steps, smoke.device, smoke.dataset) == (2, "auto", "dev-reasoning-v2-x10")
-    assert Path(smoke.output) == tmp_path / "work" / "output"  # the working dir's output/, absolute
-    assert Path(smoke.config).is_file() and Path(smoke.eval_set).is_file()
-    assert smoke.input_dir == "/kaggle/input"
-    full = _parse(cmds["FULL_CMD"], monkeypatch, capsys)
+    assert smoke.output == "output"  # the payload root's link to the working dir's output/
+    assert (root / smoke.config).is_file() and (root / smoke.eval_set).is_file()
+    assert smoke.input_dir == "/kaggle/input"  # train_jax's default ($TUNIX_RT_INPUT_DIR in rehearsals)
+    full = _parse(cmds["FULL_CMD"], root, monkeypatch, capsys)
     assert full.smoke_steps is None and full.max_steps is None  # the config's schedule
     assert full.resume_from is None and full.deadline_unix is None  # nothing attached, no session timeout
 
-    score = _parse(cmds["SCORE_CMD"], monkeypatch, capsys)
-    assert Path(score.predictions).name == "predictions.jsonl" and Path(score.eval_set).is_file()
-    assert Path(score.output).parent == tmp_path / "work" / "output"
+    score = _parse(cmds["SCORE_CMD"], root, monkeypatch, capsys)
+    assert str(score.predictions) == "output/predictions.jsonl" and (root / score.eval_set).is_file()
+    assert str(score.output) == "output/rescored_eval_results.json"
 
     assert cmds["DATASET_CHECK_CMDS"], "the payload ships no dataset to check"
     for cmd in cmds["DATASET_CHECK_CMDS"]:
-        checked = _parse(cmd, monkeypatch, capsys)
+        checked = _parse(cmd, root, monkeypatch, capsys)
         assert checked.check is True and checked.out is None  # the shipped files, next to the script
 
 
@@ -179,21 +192,21 @@ def test_full_run_resumes_an_attached_session_until_the_deadline(
     inputs = tmp_path / "input"
     (inputs / layout / "checkpoint" / "12").mkdir(parents=True)
     (inputs / "gemma-3" / "transformers").mkdir(parents=True)  # a model source: not a session
-    cmds = _commands(tmp_path, "full", session_timeout_s=3600, input_dir=inputs)
-    full = _parse(cmds["FULL_CMD"], monkeypatch, capsys)
+    root, cmds = _commands(tmp_path, "full", monkeypatch, session_timeout_s=3600, input_dir=inputs)
+    full = _parse(cmds["FULL_CMD"], root, monkeypatch, capsys, input_dir=inputs)
     assert Path(full.resume_from) == inputs / layout
     assert full.deadline_unix == 1_000_000.0 + 3600
     assert cmds["KERNEL_RUN"]["resumed_from"] == layout and cmds["KERNEL_RUN"]["session_timeout_s"] == 3600
-    smoke = _parse(cmds["SMOKE_CMD"], monkeypatch, capsys)  # smoke runs never resume nor stop for time
+    smoke = _parse(cmds["SMOKE_CMD"], root, monkeypatch, capsys)  # smoke runs never resume nor stop for time
     assert smoke.resume_from is None and smoke.deadline_unix is None
 
 
-def test_two_attached_sessions_are_ambiguous(tmp_path: Path) -> None:
+def test_two_attached_sessions_are_ambiguous(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     inputs = tmp_path / "input"
     for slug in ("s1", "s2"):
         (inputs / slug / "output" / "checkpoint").mkdir(parents=True)
     with pytest.raises(RuntimeError, match="several previous sessions attached"):
-        _commands(tmp_path, "full", input_dir=inputs)
+        _commands(tmp_path, "full", monkeypatch, input_dir=inputs)
 
 
 def _pinned(name: str) -> set[str]:
@@ -233,29 +246,49 @@ def test_the_template_itself_fails_loudly(tmp_path: Path) -> None:
     assert (tmp_path / "run" / "outputs" / "__notebook__.ipynb").is_file()
 
 
-@pytest.mark.kernel
-def test_failing_training_step_fails_the_notebook(tmp_path: Path) -> None:
-    """A config the training script rejects: papermill exits non-zero, the banner never prints, and
-    kernel_run.json says failed with the cells that did complete."""
+def _broken_bundle(tmp_path: Path, config_text: str) -> Path:
+    """A bundle of the stock payload plus ``configs/broken.yaml`` (``config_text``), in smoke mode."""
     stock = paths.training_dir() / "configs" / "sft_tiny.yaml"
-    bad = tmp_path / "bad_config.yaml"
-    bad.write_text(stock.read_text(encoding="utf-8") + "\nbogus_key: 1\n", encoding="utf-8")
-    eval_set = paths.training_dir() / "evalsets" / "eval_v1.jsonl"
-    files = payload_files(stock, eval_set)
-    files["training/configs/bad_config.yaml"] = bad
-    params = {"mode": "smoke", "config": "configs/bad_config.yaml", "dataset": "dev-reasoning-v2",
+    bad = tmp_path / "broken.yaml"
+    bad.write_text(config_text, encoding="utf-8")
+    files = payload_files(stock, paths.training_dir() / "evalsets" / "eval_v1.jsonl")
+    files["training/configs/broken.yaml"] = bad
+    params = {"mode": "smoke", "config": "configs/broken.yaml", "dataset": "dev-reasoning-v2",
               "eval_set": "evalsets/eval_v1.jsonl", "run_version": "broken", "session_timeout_s": None}
     bundle = tmp_path / "broken" / "bundle"
     bundle.mkdir(parents=True)
     (bundle / "kaggle_submission.ipynb").write_text(render_notebook(params, build_payload(files)),
                                                     encoding="utf-8")
+    return bundle
+
+
+@pytest.mark.kernel
+def test_failing_training_step_fails_the_notebook(tmp_path: Path) -> None:
+    """A config the training script rejects (a trace longer than data.seq_len): papermill exits non-zero, the
+    banner never prints, and kernel_run.json says failed with the cells that did complete."""
+    stock = (paths.training_dir() / "configs" / "sft_tiny.yaml").read_text(encoding="utf-8")
+    assert "  seq_len: 128\n" in stock
+    bundle = _broken_bundle(tmp_path, stock.replace("  seq_len: 128\n", "  seq_len: 8\n"))
 
     outcome = run_local(bundle, tmp_path / "broken", stream=None)
     log = outcome.log_path.read_text(encoding="utf-8")
     assert outcome.exit_code != 0
-    assert "bogus_key" in log and "CalledProcessError" in log
+    assert "data.seq_len" in log and "CalledProcessError" in log
     assert BANNER not in log
     kernel_run = json.loads((outcome.outputs_dir / "output" / "kernel_run.json").read_text(encoding="utf-8"))
     assert kernel_run["status"] == "failed"
     assert kernel_run["cells_completed"] == ["1 Setup", "2 Configuration", "3 Build Dataset"]
     assert kernel_run["kaggle_kernel_run_type"] == "Batch"
+
+
+@pytest.mark.kernel
+def test_bad_config_fails_at_configuration_naming_the_payload_path(tmp_path: Path) -> None:
+    """An unknown config key stops the notebook in 2 Configuration, before anything trains; the error names
+    the config by its payload path, not by the temporary folder the payload was unpacked into."""
+    stock = (paths.training_dir() / "configs" / "sft_tiny.yaml").read_text(encoding="utf-8")
+    outcome = run_local(_broken_bundle(tmp_path, stock + "\nbogus_key: 1\n"), tmp_path / "broken", stream=None)
+    log = outcome.log_path.read_text(encoding="utf-8")
+    assert outcome.exit_code != 0 and BANNER not in log
+    assert "training/configs/broken.yaml: bogus_key: unknown key" in log
+    assert "tunix_rt_payload_" not in log and str(tmp_path) not in log
+    assert not (outcome.outputs_dir / "output" / "run_result.json").exists()  # nothing trained

@@ -160,8 +160,12 @@ _KERNEL_RUN = _object({
     "dataset": {"type": "string"},
     "eval_set": {"type": "string", "description": "relative to the payload's training/ folder"},
     "kaggle_kernel_run_type": {**_STR, "description": "$KAGGLE_KERNEL_RUN_TYPE (Batch for pushed runs)"},
-    "status": {"enum": list(STATUSES), "description": "failed until the notebook's last cell"},
+    "status": {"enum": list(RUN_STATUSES), "description": "failed until the notebook's last cell"},
     "python_version": {"type": "string"},
+    "session_timeout_s": {**_NUMBER, "description": "the Kaggle session timeout the push asked for"},
+    "jax_devices": {"type": ["object", "null"], "description": "what a JAX probe in Setup saw: backend, count, "
+                                                              "kinds, jax (the version)"},
+    "resumed_from": {**_STR, "description": "the attached previous session, relative to /kaggle/input"},
     "cells_completed": {"type": "array", "items": {"type": "string"}},
 }, description="The kernel notebook's own record: its parameters and which cells completed.")
 
