@@ -70,9 +70,9 @@ class BundleInfo:
     kernel_id: str
     mode: str
     config: str  # payload path, relative to the payload's training/ folder (the notebook's parameter)
-    config_path: str  # the source config, project-relative when inside the checkout
+    config_path: str  # the config's place in the payload (training/configs/…), where the zip holds it too
     dataset: str
-    eval_set: str  # project-relative path of the eval set (training/evalsets/…)
+    eval_set: str  # the eval set's place in the payload (training/evalsets/…)
     run_version: str
     accelerator: str
     model_sources: tuple[str, ...]
@@ -142,7 +142,7 @@ def _load_config(path: Path) -> Any:
 
 
 def _check_dataset(key: str) -> None:
-    from tunix_rt.training.datasets import DatasetError, spec_for  # light: no JAX
+    from tunix_rt.training.dataset_registry import DatasetError, spec_for  # light: no JAX
 
     try:
         spec_for(key)
@@ -386,9 +386,9 @@ def build_bundle(
         kernel_id=kernel_id,
         mode=mode,
         config=parameters["config"],
-        config_path=_display(config_path),
+        config_path=f"training/{parameters['config']}",
         dataset=dataset,
-        eval_set=_display(eval_set_path),
+        eval_set=f"training/{parameters['eval_set']}",
         run_version=run_version,
         accelerator=acc.name,
         model_sources=model_sources,

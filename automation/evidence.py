@@ -6,13 +6,20 @@ Docker, the emulator or Kaggle produced it:
 * ``<run-dir>/run_state.json``: platform, requested accelerator, the tunix-rt command, the bundle's sha256,
   the raw log's path and (for Kaggle) the ``kaggle`` block;
 * ``<run-dir>/outputs/output/``: the kernel's ``run_result.json``, ``eval_results.json``,
-  ``predictions.jsonl`` and ``kernel_run.json``.
+  ``predictions.jsonl`` and ``kernel_run.json``, checked against training's output contract
+  (``tunix_rt.training.contract``; a document that breaks it makes the run ``failed``, saying where).
 
 It writes ``run_manifest.json``, ``eval_summary.json`` and ``kaggle_output_log.txt`` into the run directory,
 each atomically. A run that failed (the kernel ended in ERROR, a step raised, outputs are missing) still
 gets evidence that says so: ``status: "failed"``, a ``failure_message``, the log kept, and null where
 the run produced no value. Nothing is invented: every value comes from those files, from ``git`` (the
 commit the evidence was filled at), or from the files' own timestamps.
+
+Portable: every text written (the log, every string in the JSON files) goes through one pass that redacts
+credentials and rewrites this machine's folders (:mod:`tunix_rt.hostpaths`: the run directory and the
+checkout become relative, the virtualenv ``<venv>``, the home folder ``~``, the kernel's payload root relative).
+Paths recorded for the run's config and eval set are their places in the bundle's payload
+(``training/configs/…``), which is also where the submission zip holds them.
 """
 
 from __future__ import annotations
@@ -24,7 +31,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import paths, runstate
+from tunix_rt.training import contract
+
+from . import hostpaths, paths, runstate
 from .errors import EXIT_USAGE, TunixRtError
 from .fsutil import read_json, sha256_file, write_json_atomic
 from .logtext import LogStats, convert_log
@@ -41,9 +50,9 @@ SUMMARY_SCHEMA_VERSION = 1
 PLATFORMS = ("local", "docker", "kaggle", "emulator")
 KAGGLE_FIELDS = ("kernel_ref", "url", "version_number", "machine_shape", "accelerator", "status",
                  "failure_message", "pushed_at", "finished_at")
-_MODEL_FIELDS = ("family", "source", "finetune", "lora_rank", "param_count", "trainable_param_count", "dtype")
-_TRAINING_FIELDS = ("steps", "max_steps", "batch_size", "seq_len", "first_loss", "final_loss", "loss_drop",
-                    "tokens_trained", "tokens_per_second", "step_time_s")
+# The manifest's model block: the contract's, less the id (model_id, top level) and the weights' folder.
+_MODEL_FIELDS = tuple(f for f in contract.fields("run_result", "model") if f not in ("id", "weights_path"))
+_TRAINING_FIELDS = contract.fields("run_result", "training")
 _KAGGLE_OK = "COMPLETE"
 
 
@@ -82,7 +91,13 @@ def normalise_utc(value: Any) -> Any:
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _read_optional_json(path: Path, problems: list[str]) -> dict[str, Any] | None:
+def _read_output(out_dir: Path, document: str, problems: list[str]) -> dict[str, Any] | None:
+    """The kernel's ``document`` (a training contract name), or None when absent; a file that is unreadable
+    or breaks the contract is a problem (and None)."""
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import best_match
+
+    path = out_dir / contract.FILES[document]
     if not path.is_file():
         return None
     try:
@@ -90,8 +105,10 @@ def _read_optional_json(path: Path, problems: list[str]) -> dict[str, Any] | Non
     except (OSError, ValueError) as exc:
         problems.append(f"{path.name} is unreadable ({exc.__class__.__name__})")
         return None
-    if not isinstance(data, dict):
-        problems.append(f"{path.name} is not a JSON object")
+    error = best_match(Draft202012Validator(contract.schema(document)).iter_errors(data))
+    if error is not None:
+        where = ".".join(str(p) for p in error.absolute_path) or "(root)"
+        problems.append(f"{path.name} breaks the training output contract at {where}: {error.message[:160]}")
         return None
     return data
 
@@ -114,17 +131,6 @@ def git_commit(root: Path | None = None) -> tuple[str, bool | None]:
     return (sha or "unknown"), bool(status.strip())
 
 
-def _repo_relative(value: Any, root: Path) -> Any:
-    """An absolute path inside the checkout as a checkout-relative one (evidence must not carry the
-    machine's folder layout); anything else unchanged."""
-    if not isinstance(value, str) or not Path(value).is_absolute():
-        return value
-    try:
-        return Path(value).resolve().relative_to(root.resolve()).as_posix()
-    except (ValueError, OSError):
-        return value
-
-
 def _pick(src: dict[str, Any] | None, keys: tuple[str, ...]) -> dict[str, Any] | None:
     if not isinstance(src, dict):
         return None
@@ -143,15 +149,15 @@ def _failure(state: dict[str, Any], result: dict[str, Any] | None, kernel_run: d
         if kaggle.get("failure_message"):
             msg += f": {kaggle['failure_message']}"
         reasons.append(msg)
-    if result is None:
-        reasons.append("the kernel wrote no output/run_result.json")
+    if result is None and not any(p.startswith(contract.RUN_RESULT) for p in problems):
+        reasons.append(f"the kernel wrote no {contract.OUTPUT_SUBDIR}/{contract.RUN_RESULT}")
     elif result.get("status") != "complete":
         reasons.append(f"run_result.json status {result.get('status')!r}"
                        + (f": {result['error']}" if result.get("error") else ""))
     if kernel_run is not None and kernel_run.get("status") != "complete":
         reasons.append(f"kernel_run.json status {kernel_run.get('status')!r}")
-    if evals is None and not reasons:
-        reasons.append("the kernel wrote no output/eval_results.json")
+    if evals is None and not reasons and not any(p.startswith(contract.EVAL_RESULTS) for p in problems):
+        reasons.append(f"the kernel wrote no {contract.OUTPUT_SUBDIR}/{contract.EVAL_RESULTS}")
     reasons += problems
     return "; ".join(dict.fromkeys(reasons)) or None
 
@@ -168,7 +174,8 @@ def _count_predictions(path: Path) -> int | None:
 
 
 def _redacted(obj: Any, redactor: Redactor) -> Any:
-    """``obj`` with every string redacted (commands and failure messages can quote anything)."""
+    """``obj`` with every string redacted and its machine folders rewritten (commands and failure messages
+    can quote anything)."""
     if isinstance(obj, str):
         return redactor.redact(obj)
     if isinstance(obj, dict):
@@ -196,23 +203,23 @@ def fill_evidence(run_dir: Path, *, failure: str | None = None, root: Path | Non
     if platform not in PLATFORMS:
         raise TunixRtError(f"{runstate.state_path(run_dir)}: platform {platform!r} is not one of "
                            f"{', '.join(PLATFORMS)}; was the run started by tunix-rt?", EXIT_USAGE)
-    out_dir = run_dir / runstate.OUTPUTS_DIR / runstate.TRAIN_OUTPUT_SUBDIR
+    root = root or paths.project_root()
+    out_dir = run_dir / runstate.OUTPUTS_DIR / contract.OUTPUT_SUBDIR
     problems: list[str] = []
-    result = _read_optional_json(out_dir / "run_result.json", problems)
-    evals = _read_optional_json(out_dir / "eval_results.json", problems)
-    kernel_run = _read_optional_json(out_dir / "kernel_run.json", problems)
+    result = _read_output(out_dir, "run_result", problems)
+    evals = _read_output(out_dir, "eval_results", problems)
+    kernel_run = _read_output(out_dir, "kernel_run", problems)
     failure_message = _failure(state, result, kernel_run, evals, problems, failure)
     status = "failed" if failure_message else "complete"
 
     # The log first: it is kept whatever happened, and a failed run's log is the evidence that matters.
     raw_log = run_dir / state["raw_log"] if state.get("raw_log") else None
     log_path = run_dir / LOG_FILE
-    redactor = Redactor(secrets)
+    redactor = Redactor(secrets, paths=hostpaths.for_evidence(run_dir, root))
     log_stats = convert_log(raw_log, log_path, redactor=redactor)
 
     manifest = _manifest(run_dir, state, result, kernel_run, out_dir, status, failure_message, root)
-    summary = _summary(run_dir, state, result, evals, out_dir, status, failure_message,
-                       root or paths.project_root())
+    summary = _summary(run_dir, state, result, evals, out_dir, status, failure_message)
     manifest_path = write_json_atomic(run_dir / MANIFEST_FILE, _redacted(manifest, redactor))
     summary_path = write_json_atomic(run_dir / SUMMARY_FILE, _redacted(summary, redactor))
     failure_message = redactor.redact(failure_message) if failure_message else None
@@ -228,7 +235,7 @@ def _timestamp(state: dict[str, Any], out_dir: Path, run_dir: Path) -> str:
     kaggle = state.get("kaggle") if isinstance(state.get("kaggle"), dict) else {}
     if kaggle.get("finished_at"):
         return normalise_utc(kaggle["finished_at"])
-    for name in ("run_result.json", "kernel_run.json", "eval_results.json"):
+    for name in (contract.RUN_RESULT, contract.KERNEL_RUN, contract.EVAL_RESULTS):
         if (out_dir / name).is_file():
             return _utc_iso((out_dir / name).stat().st_mtime)
     raw = state.get("raw_log")
@@ -240,7 +247,7 @@ def _timestamp(state: dict[str, Any], out_dir: Path, run_dir: Path) -> str:
 
 def _manifest(run_dir: Path, state: dict[str, Any], result: dict[str, Any] | None,
               kernel_run: dict[str, Any] | None, out_dir: Path, status: str, failure_message: str | None,
-              root: Path | None) -> dict[str, Any]:
+              root: Path) -> dict[str, Any]:
     result = result or {}
     kernel_run = kernel_run or {}
     bundle = state.get("bundle") if isinstance(state.get("bundle"), dict) else {}
@@ -249,9 +256,9 @@ def _manifest(run_dir: Path, state: dict[str, Any], result: dict[str, Any] | Non
     dataset = result.get("dataset") if isinstance(result.get("dataset"), dict) else {}
     devices = result.get("devices") if isinstance(result.get("devices"), dict) else {}
     versions = result.get("versions") if isinstance(result.get("versions"), dict) else {}
-    root = root or paths.project_root()
     sha, dirty = git_commit(root)
     kaggle_state = state.get("kaggle")
+    # Where the config sits in the payload (and the zip): the bundle's record, else what the kernel said.
     config_path = bundle.get("config_path") or config.get("path") or kernel_run.get("config")
     return {
         "schema_version": MANIFEST_SCHEMA_VERSION,
@@ -264,7 +271,7 @@ def _manifest(run_dir: Path, state: dict[str, Any], result: dict[str, Any] | Non
         "dataset": dataset.get("name") or bundle.get("dataset") or kernel_run.get("dataset"),
         "dataset_sha256": dataset.get("sha256"),
         "n_traces": dataset.get("n_traces"),
-        "config_path": _repo_relative(config_path, root),
+        "config_path": config_path,
         "config_sha256": config.get("sha256"),
         "command": state.get("command") or result.get("command"),
         "kernel_command": result.get("command"),
@@ -299,16 +306,15 @@ def _kaggle_block(kaggle_state: Any) -> dict[str, Any] | None:
 
 
 def _summary(run_dir: Path, state: dict[str, Any], result: dict[str, Any] | None,
-             evals: dict[str, Any] | None, out_dir: Path, status: str, failure_message: str | None,
-             root: Path) -> dict[str, Any]:
+             evals: dict[str, Any] | None, out_dir: Path, status: str, failure_message: str | None) -> dict[str, Any]:
     result = result or {}
     bundle = state.get("bundle") if isinstance(state.get("bundle"), dict) else {}
     ev = evals or {}
     training = result.get("training") if isinstance(result.get("training"), dict) else {}
     eval_set = result.get("eval_set") if isinstance(result.get("eval_set"), dict) else {}
-    preds = out_dir / "predictions.jsonl"
+    preds = out_dir / contract.PREDICTIONS
     counted = _count_predictions(preds)
-    evaluated = out_dir / "eval_results.json"
+    evaluated = out_dir / contract.EVAL_RESULTS
     model = result.get("model") if isinstance(result.get("model"), dict) else {}
     return {
         "schema_version": SUMMARY_SCHEMA_VERSION,
@@ -316,9 +322,8 @@ def _summary(run_dir: Path, state: dict[str, Any], result: dict[str, Any] | None
         "status": status,
         "failure_message": failure_message,
         "model_id": model.get("id"),
-        # The bundled (checkout-relative) path first: the kernel only saw its own unpacked copy.
-        "eval_set": _repo_relative(bundle.get("eval_set") or ev.get("eval_set") or eval_set.get("path"),
-                                   root),
+        # The bundle's payload path first (training/evalsets/…): the kernel only saw its own unpacked copy.
+        "eval_set": bundle.get("eval_set") or ev.get("eval_set") or eval_set.get("path"),
         "eval_set_sha256": ev.get("eval_set_sha256") or eval_set.get("sha256"),
         "metrics": {
             "final_loss": training.get("final_loss"),

@@ -13,7 +13,7 @@ Memory stays flat however large the log is:
 
 * the file is read in blocks of about :data:`BLOCK_BYTES` cut at line ends. A block of whole lines
   parses with one JSON call on its undecoded bytes (the leading commas make ``[`` + block + ``]`` a valid
-  array; ``orjson`` when installed, else ``json``; the text is built once, by the parser), and a
+  array; ``orjson``, a core dependency for this; the text is built once, by the parser), and a
   block that does not parse (a truncated or damaged log) falls back to line-wise parsing, salvaging what
   it can of a cut-off last object;
 * time order uses a **bounded reorder window**: Kaggle writes records nearly in time order, so parsed
@@ -43,13 +43,11 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, BinaryIO
 
+# orjson parses a block of the Kaggle log 2-3x faster than json (bench/log_processing.py, BENCHMARKS.md).
+from orjson import loads as _loads_json
+
 from .fsutil import atomic_output
 from .redact import Redactor
-
-try:  # orjson parses a block of the Kaggle log 2-3x faster than json (bench/log_processing.py); optional
-    from orjson import loads as _loads_json
-except ImportError:  # pragma: no cover - depends on the environment
-    _loads_json = json.loads
 
 BLOCK_BYTES = 1 << 20  # read size; a block is cut at its last newline
 REORDER_WINDOW = 2048  # records kept back for time ordering

@@ -9,7 +9,9 @@ Two kinds of secrets are removed:
   ``"key": "<32 hex>"`` (the shape of ``kaggle.json``) and ``KAGGLE_KEY=…``-style assignments.
 
 Everything is one compiled regular expression applied per line (or chunk), so redaction streams and
-costs one ``re.sub`` per line; lines without any candidate are returned untouched.
+costs one ``re.sub`` per line; lines without any candidate are returned untouched. A redactor built with
+``paths`` (:class:`tunix_rt.hostpaths.HostPaths`) also rewrites the machine's folders, so the same single
+pass makes logs and evidence portable.
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .hostpaths import HostPaths
 
 REDACTED = "[REDACTED]"
 
@@ -81,14 +87,19 @@ def secret_values(environ: Mapping[str, str] | None = None) -> set[str]:
 class Redactor:
     """Replace credentials in text. Build once, call :meth:`redact` per line or chunk."""
 
-    def __init__(self, extra_values: Iterable[str] = (), *, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(self, extra_values: Iterable[str] = (), *, environ: Mapping[str, str] | None = None,
+                 paths: HostPaths | None = None) -> None:
+        self.paths = paths
         values = secret_values(environ) | {v for v in extra_values if v and len(v) >= MIN_SECRET_LEN}
         # Longest first so a value that contains another is removed whole.
         self._values = sorted(values, key=len, reverse=True)
         self._shapes = [(name, re.compile(pat), repl) for name, pat, repl in _SHAPES]
 
     def redact(self, text: str) -> str:
-        """``text`` with every known secret value and every credential shape replaced by ``[REDACTED]``."""
+        """``text`` with every known secret value and every credential shape replaced by ``[REDACTED]`` (and,
+        with ``paths``, the machine's folders rewritten)."""
+        if self.paths is not None:
+            text = self.paths.scrub(text)
         # Plain substring tests first: they run at memory speed, and most text contains none of them.
         for value in self._values:
             if value in text:

@@ -8,9 +8,15 @@ Checks beyond the schema:
 * ``run_version`` equals the folder's name in both files, and both files agree on status and model;
 * ``primary_score`` equals ``metrics.answer_correctness`` (and ``n_correct / n_items`` agrees with it);
 * on platform ``kaggle`` the model must be one the competition allows (:data:`ALLOWED_KAGGLE_MODELS`);
-* a rehearsal keeps its true model id: it must equal ``outputs/output/run_result.json``'s when that file is
-  there, and a Gemma id with a parameter count far below Gemma's is refused as a false claim;
-* ``kaggle_output_log.txt`` exists, is not empty and holds no credential (nor do the JSON files).
+* a rehearsal keeps its true model id: a Gemma id with a parameter count far below Gemma's is refused as a
+  false claim (the evidence filler copies the id from the kernel's own run_result.json);
+* ``kaggle_output_log.txt`` exists, is not empty and holds no credential (nor do the JSON files);
+* no file names a folder of this machine (the checkout, the virtualenv, the home folder) or one of tunix-rt's
+  temporary folders (:mod:`tunix_rt.hostpaths`): evidence is committed and shared.
+
+Only the three evidence files are read, never the run directory's ignored folders (``outputs/``,
+``bundle/``, ``raw_log/``): a fresh clone validates exactly what was committed. The schemas ``$ref`` the
+blocks they share with training's output contract (``tunix_rt.training.contract``).
 """
 
 from __future__ import annotations
@@ -22,7 +28,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from . import paths, runstate
+from tunix_rt.training import contract
+
+from . import hostpaths, paths
 from .evidence import LOG_FILE, MANIFEST_FILE, SUMMARY_FILE
 from .redact import Redactor
 
@@ -59,10 +67,19 @@ def load_schema(name: str) -> dict[str, Any]:
     return json.loads((SCHEMA_DIR / name).read_text(encoding="utf-8"))
 
 
+@cache
+def _contract_registry() -> Any:
+    """training's contract schemas, under the ``$id`` the evidence schemas ``$ref``."""
+    from referencing import Registry, Resource
+
+    return Registry().with_resources(
+        (f"{contract.SCHEMA_URI}{name}", Resource.from_contents(contract.schema(name))) for name in contract.names())
+
+
 def _validator(name: str) -> Any:
     from jsonschema import Draft202012Validator  # imported here: the CLI's start-up stays light
 
-    return Draft202012Validator(load_schema(name))
+    return Draft202012Validator(load_schema(name), registry=_contract_registry())
 
 
 def _short(text: str) -> str:
@@ -105,14 +122,19 @@ def _load(path: Path, shown: str, problems: list[Problem]) -> dict[str, Any] | N
     return doc
 
 
-def _scan_credentials(path: Path, shown: str, redactor: Redactor) -> list[Problem]:
+def _scan(path: Path, shown: str, redactor: Redactor, machine: hostpaths.HostPaths) -> list[Problem]:
+    """Credentials and machine folders anywhere in the file (names of kinds, never the values)."""
     found: set[str] = set()
+    folders: set[str] = set()
     with open(path, encoding="utf-8", errors="replace") as fh:
         while block := fh.read(1 << 20):
-            # Whole lines only, so a credential is never cut between two reads.
+            # Whole lines only, so a credential or a path is never cut between two reads.
             block += fh.readline()
             found.update(redactor.find(block))
-    return [Problem(shown, "(content)", f"contains a credential ({kind})") for kind in sorted(found)]
+            folders.update(machine.find(block))
+    return ([Problem(shown, "(content)", f"contains a credential ({kind})") for kind in sorted(found)]
+            + [Problem(shown, "(content)", f"names {label} of the machine that ran; evidence must be portable")
+               for label in sorted(folders)])
 
 
 def _eq(a: Any, b: Any) -> bool:
@@ -128,6 +150,7 @@ def validate_run_dir(run_dir: Path, *, redactor: Redactor | None = None) -> list
     if not run_dir.is_dir():
         return [Problem(shown_dir, "(folder)", "not a directory")]
     redactor = redactor or Redactor()
+    machine = hostpaths.for_validation(paths.project_root())
     problems: list[Problem] = []
     folder = run_dir.resolve().name
     m_shown, s_shown, l_shown = (str(run_dir / n) for n in (MANIFEST_FILE, SUMMARY_FILE, LOG_FILE))
@@ -136,12 +159,12 @@ def validate_run_dir(run_dir: Path, *, redactor: Redactor | None = None) -> list
 
     if manifest is not None:
         problems += schema_problems(manifest, MANIFEST_SCHEMA, m_shown, redactor)
-        problems += _scan_credentials(run_dir / MANIFEST_FILE, m_shown, redactor)
+        problems += _scan(run_dir / MANIFEST_FILE, m_shown, redactor, machine)
         problems += _run_version_problems(manifest, folder, m_shown)
-        problems += _model_problems(run_dir, manifest, m_shown)
+        problems += _model_problems(manifest, m_shown)
     if summary is not None:
         problems += schema_problems(summary, SUMMARY_SCHEMA, s_shown, redactor)
-        problems += _scan_credentials(run_dir / SUMMARY_FILE, s_shown, redactor)
+        problems += _scan(run_dir / SUMMARY_FILE, s_shown, redactor, machine)
         problems += _run_version_problems(summary, folder, s_shown)
         problems += _score_problems(summary, s_shown)
     if manifest is not None and summary is not None:
@@ -156,7 +179,7 @@ def validate_run_dir(run_dir: Path, *, redactor: Redactor | None = None) -> list
     elif not _has_text(log):
         problems.append(Problem(l_shown, "(file)", "empty (it must hold the console output or a note)"))
     else:
-        problems += _scan_credentials(log, l_shown, redactor)
+        problems += _scan(log, l_shown, redactor, machine)
     return problems
 
 
@@ -193,7 +216,7 @@ def _score_problems(summary: dict[str, Any], shown: str) -> list[Problem]:
     return out
 
 
-def _model_problems(run_dir: Path, manifest: dict[str, Any], shown: str) -> list[Problem]:
+def _model_problems(manifest: dict[str, Any], shown: str) -> list[Problem]:
     out = []
     env = manifest.get("environment") if isinstance(manifest.get("environment"), dict) else {}
     platform = env.get("platform")
@@ -207,15 +230,6 @@ def _model_problems(run_dir: Path, manifest: dict[str, Any], shown: str) -> list
     if model_id in ALLOWED_KAGGLE_MODELS and isinstance(params, int) and params < GEMMA_MIN_PARAMS:
         out.append(Problem(shown, "model_id", f"claims {model_id} but param_count is {params:,}; "
                                               f"a rehearsal must keep its true model id"))
-    result_path = run_dir / runstate.OUTPUTS_DIR / runstate.TRAIN_OUTPUT_SUBDIR / "run_result.json"
-    if result_path.is_file():
-        try:
-            kernel_model = json.loads(result_path.read_text(encoding="utf-8"))["model"]["id"]
-        except (OSError, ValueError, KeyError, TypeError):
-            kernel_model = None
-        if kernel_model is not None and kernel_model != model_id:
-            out.append(Problem(shown, "model_id", f"{model_id!r} but the kernel's run_result.json says it "
-                                                  f"trained {kernel_model!r}"))
     return out
 
 

@@ -148,13 +148,28 @@ def test_kaggle_platform_needs_the_kaggle_block(tmp_path: Path) -> None:
     one_problem(run_dir, MANIFEST_FILE, "kaggle", "None is not of type 'object'")
 
 
-def test_rehearsal_cannot_claim_gemma(run: Path) -> None:
-    # Hand-edited evidence claiming Gemma for the tiny model: the kernel's record and the size give it away.
-    edit(run / MANIFEST_FILE, lambda d: d.update(model_id=GEMMA_MODEL))
-    edit(run / SUMMARY_FILE, lambda d: d.update(model_id=GEMMA_MODEL))
-    found = problems(run)
-    assert any("the kernel's run_result.json says it trained 'tunix-rt/gemma3-tiny'" in p for p in found)
-    assert any("param_count is 1,234,567" in p for p in found)
+def test_validate_reads_only_the_evidence_files(run: Path) -> None:
+    """A fresh clone has none of the run directory's ignored folders: the verdict must not depend on them."""
+    import shutil
+
+    edit(run / SUMMARY_FILE, lambda d: d.update(primary_score=0.5))
+    with_outputs = problems(run)
+    for folder in ("outputs", "raw_log", "bundle"):
+        shutil.rmtree(run / folder, ignore_errors=True)
+    (run / "run_state.json").unlink()
+    assert problems(run) == with_outputs and len(with_outputs) == 1
+
+
+@pytest.mark.parametrize("leak", ["checkout", "home", "temp"])
+def test_machine_folders_are_refused(run: Path, leak: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = run.parent / "home" / "alice"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setattr(paths, "project_root", lambda: run.parent / "checkout")
+    path = {"checkout": f"{run.parent}/checkout/training/run.py", "home": f"{home}/.cache/x",
+            "temp": "/tmp/tunix-rt-kaggle-k3j2h1g0/kaggle/input"}[leak]
+    (run / LOG_FILE).write_text(f"File \"{path}\", line 1\n")
+    label = {"checkout": "the checkout", "home": "the home folder", "temp": "a tunix-rt temporary folder"}[leak]
+    one_problem(run, LOG_FILE, "(content)", f"names {label} of the machine that ran")
 
 
 def test_rehearsal_claim_caught_without_outputs(run: Path) -> None:

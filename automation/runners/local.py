@@ -7,6 +7,10 @@ input folder ``<tmp>/kaggle/input`` (= ``/kaggle/input``, passed as ``TUNIX_RT_I
 ``<run-dir>/raw_log/console.log`` (credentials redacted); the kernel's temp files live in the emulated tree
 (``TMPDIR``), which is removed afterwards.
 
+The console shows those folders under the names they stand for (``/kaggle/working``, ``/kaggle/input``,
+``/tmp``; :mod:`tunix_rt.hostpaths`), and papermill runs from the run directory with relative paths, so the
+log of a local rehearsal reads like the Docker one and names no folder of this machine.
+
 The kernel runs with this interpreter (``python -m papermill … -k python3``), so the training stack must be
 installed here (the ``kernel`` extra); the notebook never pip-installs into it (``TUNIX_RT_NO_INSTALL``).
 The Kaggle emulator reuses :func:`papermill_command` and :func:`kernel_env`.
@@ -26,6 +30,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ..errors import EXIT_USAGE, TunixRtError
+from ..hostpaths import HostPaths, Rule, machine_rules
 from ..redact import Redactor
 from ..runstate import OUTPUTS_DIR, RAW_LOG_DIR
 from . import RunOutcome, compile_cache
@@ -57,11 +62,14 @@ def kernel_env(input_dir: Path, base: Mapping[str, str] | None = None) -> dict[s
     return env
 
 
-def run_local(bundle_dir: Path, run_dir: Path, *, stream: TextIO | None = sys.stdout) -> RunOutcome:
+def run_local(bundle_dir: Path, run_dir: Path, *, jax_cache: str | None = None,
+              stream: TextIO | None = sys.stdout) -> RunOutcome:
     """Execute ``<bundle_dir>/kaggle_submission.ipynb`` with papermill in a subprocess and return the outcome.
 
-    A notebook failure is an outcome with papermill's non-zero exit code, not an exception; a missing bundle
-    raises :class:`TunixRtError`. Ctrl-C stops papermill (and its kernel), then propagates.
+    ``jax_cache``: the compilation cache setting (a folder, or ``off``; None: ``$TUNIX_RT_JAX_CACHE``, else
+    the default folder; see :mod:`.compile_cache`). A notebook failure is an outcome with papermill's non-zero
+    exit code, not an exception; a missing bundle raises :class:`TunixRtError`. Ctrl-C stops papermill (and
+    its kernel), then propagates.
     """
     bundle_dir = Path(bundle_dir).resolve()
     run_dir = Path(run_dir).resolve()
@@ -82,16 +90,23 @@ def run_local(bundle_dir: Path, run_dir: Path, *, stream: TextIO | None = sys.st
     temp_dir.mkdir()
     env = kernel_env(input_dir)
     env["TMPDIR"] = str(temp_dir)
-    cache = compile_cache.host_dir("local")
+    cache = compile_cache.host_dir("local", jax_cache)
     if cache is not None and "JAX_COMPILATION_CACHE_DIR" not in env:  # a warm rehearsal skips recompiling
         env.update(compile_cache.kernel_env(cache))
-    cmd = papermill_command(notebook, outputs_dir / EXECUTED_NOTEBOOK, outputs_dir)
-    redactor = Redactor()
-    _say(stream, f"local: running {notebook.name} with papermill in {outputs_dir} (input {input_dir})")
+    # papermill starts in the run directory and is given relative paths: its header then names
+    # bundle/… and outputs/…, not this machine's folders.
+    cmd = papermill_command(_relative(notebook, run_dir), Path(OUTPUTS_DIR) / EXECUTED_NOTEBOOK, Path(OUTPUTS_DIR))
+    kaggle_names = HostPaths([Rule(str(outputs_dir), "/kaggle/working", "the working directory"),
+                              Rule(str(input_dir), "/kaggle/input", "the input folder"),
+                              Rule(str(temp_dir), "/tmp", "the kernel's temporary folder"),
+                              *machine_rules(run_dir=run_dir)])
+    redactor = Redactor(paths=kaggle_names)
+    _say(stream, f"local: running {notebook.name} with papermill; /kaggle/working is {outputs_dir}, "
+                 f"/kaggle/input an empty read-only folder")
     started = time.monotonic()
     try:
         with open(log_path, "w", encoding="utf-8") as log, subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=outputs_dir, env=env,
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=run_dir, env=env,
             text=True, encoding="utf-8", errors="replace", bufsize=1,
         ) as proc:
             try:
@@ -120,8 +135,16 @@ def run_local(bundle_dir: Path, run_dir: Path, *, stream: TextIO | None = sys.st
     finally:
         wall_s = time.monotonic() - started
         _remove_tree(kaggle_root)
-    detail = f"papermill exit {exit_code}" + ("" if exit_code == 0 else f"; see {log_path}")
+    detail = f"papermill exit {exit_code}" + ("" if exit_code == 0 else f"; see {_relative(log_path, run_dir)}")
     return RunOutcome("local", exit_code, outputs_dir, log_path, wall_s, detail)
+
+
+def _relative(path: Path, base: Path) -> Path:
+    """``path`` relative to ``base`` when inside it (how the run directory's own files are named)."""
+    try:
+        return path.relative_to(base)
+    except ValueError:
+        return path
 
 
 def _remove_tree(root: Path) -> None:
