@@ -2,34 +2,36 @@
 
 * **name**: prefix = the run version up to its first ``_`` (``m33_v1`` → ``m33``); the date is the
   evidence's ``timestamp`` (when the run finished, not today); the short sha is the manifest's commit.
-* **contents**: the kernel notebook, the training scripts (``training/*.py``), the configs, the dataset
-  manifests (not the data), the run's eval set, the run's evidence files and its run report
-  (``report.html``, ``loss.png``) under their run-dir path, and a generated ``README_SUBMISSION.md`` (run
-  summary + the submission checklist).
+* **contents: what ran**, taken from the run's own bundle, never from today's checkout:
+  ``kernel/kaggle_submission.ipynb`` is the bundle's notebook (its sha256 is the manifest's ``bundle_sha256``)
+  with ``kernel/kernel-metadata.json``, and the complete payload embedded in that notebook sits at the zip's
+  root (``training/`` code, configs, datasets, tokenizer, eval sets; ``kernel/requirements.txt``). After
+  ``unzip`` the runbook command runs there (``python training/train_jax.py --config training/configs/… --output
+  OUT --device cpu --smoke_steps 2``), and so does the notebook under papermill. The evidence files go under
+  ``submission_runs/<run version>/``, next to a generated ``README_SUBMISSION.md`` (run summary, how to rerun,
+  the submission checklist), and the run report (``report.html``, ``loss.png``) written next to the evidence.
 * **byte-identical** for the same inputs: entries sorted, timestamps fixed at 1980-01-01, mode 0644, unix
   as the creating system, deflate at level 9, no comment.
-* **refusals** (exit 2, one line): invalid or failed evidence, a missing required file, the run's config or
-  eval set changed since the run (sha256 differs), any source path that resolves outside the project
-  (symlinks included) or an evidence file that resolves outside its run directory, a credential in any
-  member. The zip is written atomically or not at all.
-
-The run directory itself is an argument: inside the checkout its evidence keeps its path in the zip
-(``submission_runs/m33_v1/run_manifest.json``); a run kept elsewhere is filed under
-``submission_runs/<run version>/``.
+* **refusals** (exit 2, one line): invalid or failed evidence, a missing bundle or one whose notebook is not the
+  one the evidence records, a payload without the run's config or eval set (or with other bytes than the run
+  recorded), an unsafe payload entry, an evidence or bundle file that resolves outside its run directory, a
+  credential or a folder of this machine in any member. The zip is written atomically or not at all.
 """
 
 from __future__ import annotations
 
 import io
+import tarfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from . import paths
+from . import hostpaths, paths, runstate
+from .bundle import METADATA_NAME, NOTEBOOK_NAME, extract_payload
 from .errors import EXIT_USAGE, TunixRtError
 from .evidence import EVIDENCE_FILES, MANIFEST_FILE, SUMMARY_FILE
-from .fsutil import read_json, sha256_bytes, sha256_file, write_atomic
+from .fsutil import read_json, sha256_bytes, write_atomic
 from .redact import Redactor
 from .run_report import REPORT_FILES
 from .validate import ALLOWED_KAGGLE_MODELS, validate_run_dir
@@ -38,7 +40,8 @@ ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 ZIP_MODE = 0o100644  # a regular file, rw-r--r--
 ZIP_LEVEL = 9
 README_NAME = "README_SUBMISSION.md"
-NOTEBOOK = "kernel/kaggle_submission.ipynb"
+NOTEBOOK = f"kernel/{NOTEBOOK_NAME}"
+METADATA = f"kernel/{METADATA_NAME}"
 SESSION_LIMIT_S = 9 * 3600  # one Kaggle session
 
 
@@ -63,75 +66,47 @@ def archive_name(run_version: str, timestamp: str, commit_sha: str) -> str:
     return f"tunix_rt_{prefix}_{timestamp[:10]}_{short}.zip"
 
 
-class _Sources:
-    """Collects ``arcname -> bytes`` from inside the project root, refusing anything that leaves it."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root.resolve()
-        self.members: dict[str, bytes] = {}
-
-    def inside(self, path: Path) -> Path:
-        resolved = path.resolve()
-        if not resolved.is_relative_to(self.root):
-            raise _refuse(f"{path}: resolves to {resolved}, outside the project {self.root}; not packaged")
-        return resolved
-
-    def add_evidence(self, run_dir: Path, arc_dir: str, name: str) -> None:
-        """An evidence file, which must really live in the run directory (a link out of it is refused)."""
-        path = run_dir / name
-        resolved = path.resolve()
-        if not resolved.is_relative_to(run_dir.resolve()):
-            raise _refuse(f"{path}: resolves to {resolved}, outside the run directory; not packaged")
-        if not resolved.is_file():
-            raise _refuse(f"{path}: missing (evidence); it is required in the submission zip")
-        self.members[f"{arc_dir}/{name}"] = resolved.read_bytes()
-
-    def add(self, rel: str, *, what: str) -> None:
-        path = self.root / rel
-        if not path.exists() and not path.is_symlink():
-            raise _refuse(f"{rel}: missing ({what}); it is required in the submission zip")
-        resolved = self.inside(path)
-        if not resolved.is_file():
-            raise _refuse(f"{rel}: not a file ({what})")
-        self.members[PurePosixPath(rel).as_posix()] = resolved.read_bytes()
-
-    def add_glob(self, pattern: str, *, what: str, exclude: tuple[str, ...] = ()) -> list[str]:
-        rels = sorted(p.relative_to(self.root).as_posix() for p in self.root.glob(pattern))
-        rels = [r for r in rels if PurePosixPath(r).name not in exclude]
-        if not rels:
-            raise _refuse(f"{pattern}: no files ({what}); at least one is required in the submission zip")
-        for rel in rels:
-            self.add(rel, what=what)
-        return rels
+def _run_file(run_dir: Path, rel: str, what: str) -> bytes:
+    """A file of the run directory, which must really live there (a link out of it is refused)."""
+    path = run_dir / rel
+    resolved = path.resolve()
+    if not resolved.is_relative_to(run_dir.resolve()):
+        raise _refuse(f"{path}: resolves to {resolved}, outside the run directory; not packaged")
+    if not resolved.is_file():
+        raise _refuse(f"{path}: missing ({what}); it is required in the submission zip")
+    return resolved.read_bytes()
 
 
-def _find_run_file(sources: _Sources, recorded: str | None, sha: str | None, folder: str, what: str) -> str:
-    """The repo file the run used: its recorded path (as the kernel saw it) mapped into ``folder``,
-    checked against the recorded sha256 so the zip holds the bytes that ran."""
-    if not recorded:
-        raise _refuse(f"the evidence names no {what}")
-    candidates = [recorded, f"{folder}/{PurePosixPath(recorded).name}"]
-    rel_parts = PurePosixPath(recorded).parts
-    if "training" in rel_parts:  # e.g. /kaggle/working/src/training/configs/x.yaml → training/configs/x.yaml
-        candidates.append("/".join(rel_parts[rel_parts.index("training"):]))
-    for rel in dict.fromkeys(candidates):
-        if PurePosixPath(rel).is_absolute() or ".." in PurePosixPath(rel).parts:
-            continue
-        path = sources.root / rel
-        if path.is_file() or path.is_symlink():
-            sources.inside(path)
-            if sha and sha256_file(path) != sha:
-                raise _refuse(f"{rel}: sha256 differs from the {what} the run used ({sha[:12]}…); "
-                              f"restore it or re-run before packaging")
-            return PurePosixPath(rel).as_posix()
-    raise _refuse(f"{recorded}: the run's {what} is not in the project (looked in {folder}/)")
+def payload_members(payload: bytes, shown: str) -> dict[str, bytes]:
+    """The payload's files by name (``training/…``, ``kernel/requirements.txt``); anything but a regular file
+    with a plain relative name is refused."""
+    members: dict[str, bytes] = {}
+    with tarfile.open(fileobj=io.BytesIO(payload), mode="r:gz") as tar:
+        for info in tar.getmembers():
+            name = PurePosixPath(info.name)
+            if not info.isfile() or name.is_absolute() or ".." in name.parts or name.parts[:1] not in (
+                    ("training",), ("kernel",)):
+                raise _refuse(f"{shown}: payload entry {info.name!r} is not a plain training/ or kernel/ file; "
+                              "rebuild the bundle with `tunix-rt bundle`")
+            extracted = tar.extractfile(info)
+            assert extracted is not None  # a regular file
+            members[name.as_posix()] = extracted.read()
+    return members
+
+
+def _check_recorded(members: dict[str, bytes], rel: Any, sha: Any, what: str, shown: str) -> None:
+    """The run's config or eval set is in the payload, with the bytes the run recorded."""
+    if not isinstance(rel, str) or rel not in members:
+        raise _refuse(f"{shown}: the payload holds no {what} {rel!r} (the evidence's); the bundle is not the "
+                      "one that ran")
+    if sha and sha256_bytes(members[rel]) != sha:
+        raise _refuse(f"{shown}: {rel} in the payload differs from the {what} the run used ({str(sha)[:12]}…)")
 
 
 def _fmt(value: Any, spec: str = "") -> str:
     if value is None:
         return "n/a"
     return format(value, spec) if spec else str(value)
-
 
 def render_readme(manifest: dict[str, Any], summary: dict[str, Any], members: list[str], run_rel: str) -> str:
     """``README_SUBMISSION.md``: the run summary from the evidence and the submission checklist."""
@@ -193,6 +168,18 @@ def render_readme(manifest: dict[str, Any], summary: dict[str, Any], members: li
         "|---|---|",
         *(f"| {k} | {str(v).replace('|', '/')} |" for k, v in rows),
         "",
+        "## Rerun",
+        "",
+        f"`{NOTEBOOK}` is the notebook that ran (sha256 `{_fmt(manifest.get('bundle_sha256'))}`, the manifest's "
+        "`bundle_sha256`); the training code, configs, data and tokenizer it embeds are unpacked next to it. "
+        "From this folder, with the training stack installed (`pip install -r kernel/requirements.txt`):",
+        "",
+        "```",
+        f"python training/train_jax.py --config {manifest.get('config_path')} --output output --device cpu "
+        "--smoke_steps 2",
+        f"papermill {NOTEBOOK} executed.ipynb",
+        "```",
+        "",
         "## Contents",
         "",
         *(f"- `{m}`" for m in members),
@@ -201,7 +188,7 @@ def render_readme(manifest: dict[str, Any], summary: dict[str, Any], members: li
         "",
         "- [ ] Kaggle Writeup of at most 1,500 words, with a Track selected",
         "- [ ] Cover image attached to the Writeup",
-        f"- [ ] Public Kaggle notebook attached to the Writeup (`{NOTEBOOK}`"
+        f"- [ ] Public Kaggle notebook attached to the Writeup (`{NOTEBOOK}`, the notebook that ran"
         + (f", pushed as `{kaggle.get('kernel_ref')}`)" if kaggle.get("kernel_ref") else ")"),
         "- [ ] YouTube video of at most 3 minutes, linked from the Writeup",
         f"- [{'x' if on_tpu else ' '}] Trained with Tunix + Gemma on a Kaggle TPU within one 9 h session "
@@ -225,20 +212,11 @@ def build_zip(members: dict[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
-def package(run_dir: Path, output_dir: Path, *, root: Path | None = None,
-            redactor: Redactor | None = None) -> PackageResult:
-    """Validate ``run_dir``'s evidence and write the submission zip into ``output_dir``."""
-    sources = _Sources(root or paths.project_root())
+def package(run_dir: Path, output_dir: Path, *, redactor: Redactor | None = None) -> PackageResult:
+    """Validate ``run_dir``'s evidence and write the submission zip of what ran into ``output_dir``."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise _refuse(f"{run_dir}: no such run directory")
-    # Evidence keeps its run-dir path inside the checkout; a run kept elsewhere (an argument the user gave)
-    # is filed under submission_runs/<run version>/, where it would be committed.
-    resolved_run = run_dir.resolve()
-    if resolved_run.is_relative_to(sources.root):
-        run_rel = resolved_run.relative_to(sources.root).as_posix()
-    else:
-        run_rel = f"submission_runs/{resolved_run.name}"
     redactor = redactor or Redactor()
     problems = validate_run_dir(run_dir, redactor=redactor)
     if problems:
@@ -251,29 +229,37 @@ def package(run_dir: Path, output_dir: Path, *, root: Path | None = None,
         raise _refuse(f"{run_dir / MANIFEST_FILE}: status: the run {manifest['status']} "
                       f"({manifest.get('failure_message')}); only a complete run is packaged")
 
-    sources.add(NOTEBOOK, what="the kernel notebook")
-    sources.add_glob("training/*.py", what="training scripts")
-    sources.add_glob("training/configs/*.yaml", what="training configs")
-    sources.add_glob("training/datasets/*/manifest.json", what="dataset manifests")
-    _find_run_file(sources, manifest.get("config_path"), manifest.get("config_sha256"), "training/configs",
-                   "config")
-    eval_rel = _find_run_file(sources, summary.get("eval_set"), summary.get("eval_set_sha256"),
-                              "training/evalsets", "eval set")
-    sources.add(eval_rel, what="the eval set")
+    # The notebook that ran: the bundle's, checked against the sha256 the evidence recorded.
+    bundle_rel = f"{runstate.BUNDLE_DIR}/{NOTEBOOK_NAME}"
+    shown = str(run_dir / bundle_rel)
+    notebook = _run_file(run_dir, bundle_rel, "the bundle's notebook: the zip ships the notebook that ran")
+    if sha256_bytes(notebook) != manifest.get("bundle_sha256"):
+        raise _refuse(f"{shown}: sha256 {sha256_bytes(notebook)[:12]}… is not the bundle that ran "
+                      f"(bundle_sha256 {str(manifest.get('bundle_sha256'))[:12]}… in {MANIFEST_FILE})")
+    members = payload_members(extract_payload(run_dir / bundle_rel), shown)
+    _check_recorded(members, manifest.get("config_path"), manifest.get("config_sha256"), "config", shown)
+    _check_recorded(members, summary.get("eval_set"), summary.get("eval_set_sha256"), "eval set", shown)
+    members[NOTEBOOK] = notebook
+    members[METADATA] = _run_file(run_dir, f"{runstate.BUNDLE_DIR}/{METADATA_NAME}", "the kernel metadata")
+    # Evidence is filed where it is committed, whatever folder the run lived in.
+    run_rel = f"submission_runs/{manifest['run_version']}"
     for name in EVIDENCE_FILES:
-        sources.add_evidence(run_dir, run_rel, name)
+        members[f"{run_rel}/{name}"] = _run_file(run_dir, name, "evidence")
     for name in REPORT_FILES:  # the run report, written next to the evidence by rehearse/pull/report
         if not (run_dir / name).is_file():
             raise _refuse(f"{run_dir / name}: missing; write the run report first: tunix-rt report {run_dir}")
-        sources.add_evidence(run_dir, run_rel, name)
+        members[f"{run_rel}/{name}"] = _run_file(run_dir, name, "the run report")
 
-    members = sources.members
-    readme = render_readme(manifest, summary, sorted([*members, README_NAME]), run_rel)
-    members[README_NAME] = readme.encode("utf-8")
+    members[README_NAME] = render_readme(manifest, summary, sorted([*members, README_NAME]), run_rel).encode()
+    machine = hostpaths.for_validation(paths.project_root())
     for name in sorted(members):
-        found = redactor.find(members[name].decode("utf-8", errors="replace"))
+        text = members[name].decode("utf-8", errors="replace")
+        found = redactor.find(text)
         if found:
             raise _refuse(f"{name}: contains a credential ({found[0]}); refusing to package it")
+        folders = machine.find(text)
+        if folders:
+            raise _refuse(f"{name}: names {folders[0]} of this machine; the zip must be portable")
 
     data = build_zip(members)
     name = archive_name(manifest["run_version"], manifest["timestamp"], manifest["commit_sha"])

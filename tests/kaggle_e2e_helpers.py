@@ -14,15 +14,18 @@ import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pytest
-from run_fixtures import CONFIG_PATH, EVAL_SET_PATH, write_finished_run
+from run_fixtures import CONFIG_PATH, write_finished_run
+from tunix_rt.bundle import PAYLOAD_TAG, build_payload, payload_files, render_notebook
 from tunix_rt.emulator.app import Emulator
 from tunix_rt.fsutil import sha256_file
 
 REPO = Path(__file__).resolve().parent.parent
+EVAL_SET_PATH = "training/evalsets/eval_v1.jsonl"  # the repository's, as the tiny bundle's payload holds it
 
 FAKE_KEY = "f4k3kaggle0key0do0not0leak0123456789"  # the fake KAGGLE_KEY: must never appear in any output
 USER = "alice"
@@ -64,6 +67,12 @@ def repo_run_dir(name: str = "run") -> Path:
     return REPO / "submission_runs" / f".pytest-{uuid.uuid4().hex[:10]}" / name
 
 
+@cache
+def _payload() -> bytes:
+    """The real payload for sft_tiny + eval_v1 (what `tunix-rt package` ships from the bundle that ran)."""
+    return build_payload(payload_files(REPO / CONFIG_PATH, REPO / EVAL_SET_PATH))
+
+
 def make_bundle(folder: Path, *, files: dict[str, str] | None = None, fail: str | None = None,
                 sleep_s: float = 0.0, model_sources: list[str] | None = None, n_extra: int = 0) -> Path:
     """A pushable bundle whose notebook writes ``files`` (name → text) in about a second.
@@ -84,10 +93,12 @@ def make_bundle(folder: Path, *, files: dict[str, str] | None = None, fail: str 
     )
     cell = {"cell_type": "code", "execution_count": None, "id": "tiny", "metadata": {}, "outputs": [],
             "source": code}
-    nb = {"cells": [cell],
-          "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
-                       "kaggle": {"accelerator": "gpu", "dockerImageVersionId": 31234}},
-          "nbformat": 4, "nbformat_minor": 5}
+    # A tunix-rt bundle notebook (parameters and the embedded payload, which the zip ships) running the tiny code.
+    params = {"mode": "smoke", "config": "configs/sft_tiny.yaml", "dataset": "dev-reasoning-v2",
+              "eval_set": "evalsets/eval_v1.jsonl", "run_version": "tiny", "session_timeout_s": None}
+    nb = json.loads(render_notebook(params, _payload()))
+    nb["cells"] = [c for c in nb["cells"] if PAYLOAD_TAG in c["metadata"].get("tags", [])] + [cell]
+    nb["metadata"]["kaggle"] = {"accelerator": "gpu", "dockerImageVersionId": 31234}
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "kaggle_submission.ipynb").write_text(json.dumps(nb), encoding="utf-8")
     meta: dict[str, Any] = {"id": "someone/else", "title": "tiny", "code_file": "kaggle_submission.ipynb",

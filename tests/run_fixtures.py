@@ -1,45 +1,45 @@
-"""Builders of plausible run directories, following the output contract in the brief (COMMON.md).
+"""Run directories as a runner leaves them, written through the real writers rather than copied by hand.
 
-``write_finished_run`` lays out what a runner leaves behind (run_state.json, outputs/output/*, raw_log/);
-``write_project`` makes a minimal checkout (kernel notebook, training scripts, configs, dataset manifest,
-eval set) for packaging tests. Plain functions, so any test module can import them.
+``write_finished_run`` lays out ``run_state.json`` (through ``tunix_rt.runstate``), ``raw_log/`` and the
+kernel's ``outputs/output/``: ``run_result.json`` and ``kernel_run.json`` built by training's output contract
+(``tunix_rt.training.contract``), ``predictions.jsonl`` and ``eval_results.json`` by the scorer the kernel
+runs (``tunix_rt.training.scoring``), all written by training's atomic writer. The eval set is a small one of
+its own (:func:`write_eval_set`); the config is the repository's ``sft_tiny.yaml``. With ``bundle`` (a folder
+``tunix-rt bundle`` built for a run of the same name, with that eval set) the run gets that bundle, as
+packaging needs; without it the run state records a stand-in. ``write_trained_run`` adds a loss curve
+(``metrics.jsonl`` through the trainer's ``MetricLog``) and a hostile eval set, for the run report.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
+from tunix_rt import paths, runstate
+from tunix_rt.bundle import load_bundle
+from tunix_rt.fsutil import sha256_bytes, sha256_file
+from tunix_rt.training import contract, report
+from tunix_rt.training.dataset_registry import canonical_jsonl
+from tunix_rt.training.scoring import build_prediction, score
+
 TINY_MODEL = "tunix-rt/gemma3-tiny"
 GEMMA_MODEL = "google/gemma-3-1b-it"
-CONFIG_PATH = "training/configs/sft_tiny.yaml"
-EVAL_SET_PATH = "training/evalsets/eval_v1.jsonl"
 DATASET = "dev-reasoning-v2"
-
-CONFIG_TEXT = "name: sft_tiny\nmodel:\n  id: tunix-rt/gemma3-tiny\ntraining:\n  max_steps: 4\n"
-EVAL_SET_TEXT = "".join(
-    json.dumps(
-        {
-            "id": f"eval-{i:03d}",
-            "prompt": f"What is {i} + {i}?",
-            "expected_answer": str(2 * i),
-            "category": "arithmetic",
-        }
-    )
-    + "\n"
-    for i in range(1, 5)
-)
+CONFIG_PATH = "training/configs/sft_tiny.yaml"  # the repository's, in the payload as in the checkout
+EVAL_SET_NAME = "fixture_eval.jsonl"
+EVAL_SET_PATH = f"training/evalsets/{EVAL_SET_NAME}"  # where write_eval_set's file sits in a payload
 
 
-def _sha(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
+def eval_items(n_items: int = 4) -> list[dict[str, Any]]:
+    return [{"id": f"eval-{i:03d}", "prompt": f"What is {i} + {i}?", "expected_answer": str(2 * i),
+             "category": "arithmetic", "difficulty": "easy"} for i in range(1, n_items + 1)]
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
+def write_eval_set(folder: Path, n_items: int = 4) -> Path:
+    """The fixture eval set as a file named :data:`EVAL_SET_NAME` (bundle it with ``eval_set=``)."""
+    return report.write_atomic(Path(folder) / EVAL_SET_NAME, canonical_jsonl(eval_items(n_items)))
 
 
 def kaggle_log_text(records: list[dict[str, Any]]) -> str:
@@ -47,6 +47,11 @@ def kaggle_log_text(records: list[dict[str, Any]]) -> str:
     if not records:
         return "[]"
     return "[" + "\n,".join(json.dumps(r) for r in records) + "]"
+
+
+def _stand_in_bundle() -> dict[str, Any]:
+    return {"sha256": "ab" * 32, "metadata_sha256": "cd" * 32, "size_bytes": 123456, "config_path": CONFIG_PATH,
+            "dataset": DATASET, "eval_set": EVAL_SET_PATH, "mode": "smoke"}
 
 
 def write_finished_run(
@@ -63,152 +68,66 @@ def write_finished_run(
     kaggle: dict[str, Any] | None = None,
     with_outputs: bool = True,
     with_eval: bool = True,
+    bundle: Path | None = None,
 ) -> Path:
     """Write a run directory as a runner leaves it after the kernel finished; returns ``run_dir``."""
     run_dir = Path(run_dir)
-    out = run_dir / "outputs" / "output"
-    out.mkdir(parents=True, exist_ok=True)
-    (run_dir / "raw_log").mkdir(parents=True, exist_ok=True)
     if raw_log is None:
-        raw_log = (
-            "Input Notebook: bundle/kaggle_submission.ipynb\nstep 1 loss 5.10\nstep 4 loss 4.20\n"
-            "✅ Smoke run completed successfully!\n"
-        )
-    (run_dir / "raw_log" / raw_log_name).write_text(raw_log, encoding="utf-8")
-    state: dict[str, Any] = {
-        "schema_version": 1,
-        "run_version": run_dir.name,
-        "mode": "smoke",
-        "platform": platform,
-        "accelerator": "cpu",
-        "command": "tunix-rt rehearse --backend local --mode smoke",
-        "bundle": {
-            "sha256": "ab" * 32,
-            "metadata_sha256": "cd" * 32,
-            "size_bytes": 123456,
-            "config_path": CONFIG_PATH,
-            "dataset": DATASET,
-            "eval_set": EVAL_SET_PATH,
-            "mode": "smoke",
-        },
-        "raw_log": f"raw_log/{raw_log_name}",
-        "stages": {},
-    }
-    if kaggle is not None:
-        state["kaggle"] = kaggle
-    _write_json(run_dir / "run_state.json", state)
-    if not with_outputs:
-        return run_dir
-    score = n_correct / n_items
-    _write_json(
-        out / "run_result.json",
-        {
-            "schema_version": 1,
-            "status": status,
-            "error": None if status == "complete" else "training step raised",
-            "mode": "smoke",
-            "command": "python -m tunix_rt.training.train_jax --config sft_tiny.yaml --output ./output",
-            "model": {
-                "id": model_id,
-                "family": "gemma3",
-                "source": "random-init",
-                "weights_path": None,
-                "finetune": "full",
-                "lora_rank": None,
-                "param_count": param_count,
-                "trainable_param_count": param_count,
-                "dtype": "float32",
-            },
-            "config": {"name": "sft_tiny", "path": CONFIG_PATH, "sha256": _sha(CONFIG_TEXT)},
-            "dataset": {"name": DATASET, "sha256": "ef" * 32, "n_traces": 550},
-            "eval_set": {"path": EVAL_SET_PATH, "sha256": _sha(EVAL_SET_TEXT), "n_items": n_items},
-            "devices": {"platform": "cpu", "count": 1, "kinds": ["cpu"], "mesh": {"fsdp": 1, "tp": 1}},
-            "versions": {
-                "python": "3.11.7",
-                "jax": "0.10.2",
-                "jaxlib": "0.10.2",
-                "flax": "0.12.8",
-                "optax": "0.2.8",
-                "tunix": "0.1.7",
-                "transformers": "5.12.1",
-                "qwix": "0.1.0",
-            },
-            "training": {
-                "steps": 4,
-                "max_steps": 4,
-                "batch_size": 2,
-                "seq_len": 64,
-                "first_loss": 5.1,
-                "final_loss": 4.2,
-                "loss_drop": 0.9,
-                "tokens_trained": 512,
-                "tokens_per_second": 256.0,
-                "step_time_s": 0.5,
-            },
-            "eval": {
-                "answer_correctness": score,
-                "format_compliance": 1.0,
-                "n_items": n_items,
-                "n_correct": n_correct,
-                "n_well_formed": n_items,
-            },
-            "timings_s": {
-                "import": 1.0,
-                "data": 0.1,
-                "model_init": 0.2,
-                "compile": 3.0,
-                "train": 2.0,
-                "generate": 1.0,
-                "score": 0.01,
-                "checkpoint": 0.0,
-                "total": 7.31,
-            },
-            "checkpoint": None,
-        },
-    )
-    _write_json(
-        out / "kernel_run.json",
-        {
-            "run_version": run_dir.name,
-            "mode": "smoke",
-            "config": CONFIG_PATH,
-            "dataset": DATASET,
-            "eval_set": EVAL_SET_PATH,
-            "kaggle_kernel_run_type": "Batch",
-            "status": status,
-            "cells_completed": ["setup", "configuration", "build_dataset", "smoke_run"],
-            "python_version": "3.11.7",
-        },
-    )
-    if with_eval:
-        preds = [
-            {
-                "id": f"eval-{i:03d}",
-                "prompt": "p",
-                "raw_output": "<answer>x</answer>",
-                "parsed_answer": "x",
-                "well_formed": True,
-                "expected_answer": "x",
-                "correct": i <= n_correct,
-                "category": "arithmetic",
-            }
-            for i in range(1, n_items + 1)
-        ]
-        (out / "predictions.jsonl").write_text("".join(json.dumps(p) + "\n" for p in preds), encoding="utf-8")
-        _write_json(
-            out / "eval_results.json",
-            {
-                "answer_correctness": score,
-                "format_compliance": 1.0,
-                "n_items": n_items,
-                "n_correct": n_correct,
-                "n_well_formed": n_items,
-                "by_category": {"arithmetic": {"n": n_items, "correct": n_correct, "well_formed": n_items}},
-                "eval_set": EVAL_SET_PATH,
-                "eval_set_sha256": _sha(EVAL_SET_TEXT),
-            },
-        )
+        raw_log = ("Input Notebook: bundle/kaggle_submission.ipynb\nstep 1 loss 5.10\nstep 4 loss 4.20\n"
+                   "✅ Smoke run completed successfully!\n")
+    report.write_atomic(run_dir / runstate.RAW_LOG_DIR / raw_log_name, raw_log)
+    if bundle is not None:
+        shutil.copytree(bundle, run_dir / runstate.BUNDLE_DIR)
+        record = load_bundle(run_dir / runstate.BUNDLE_DIR).state_record()
+    else:
+        record = _stand_in_bundle()
+    state = {"run_version": run_dir.name, "mode": "smoke", "platform": platform, "accelerator": "cpu",
+             "command": "tunix-rt rehearse --backend local --mode smoke", "bundle": record,
+             "raw_log": f"{runstate.RAW_LOG_DIR}/{raw_log_name}", **({"kaggle": kaggle} if kaggle else {})}
+    runstate.update(run_dir, **state)
+    if with_outputs:
+        _write_outputs(run_dir / runstate.OUTPUTS_DIR / contract.OUTPUT_SUBDIR, run_dir.name, model_id=model_id,
+                       param_count=param_count, status=status, n_items=n_items, n_correct=n_correct,
+                       with_eval=with_eval)
     return run_dir
+
+
+def _write_outputs(out: Path, run_version: str, *, model_id: str, param_count: int, status: str, n_items: int,
+                   n_correct: int, with_eval: bool) -> None:
+    items = eval_items(n_items)
+    eval_sha = sha256_bytes(canonical_jsonl(items))  # = write_eval_set's file
+    predictions = [build_prediction(item, "<reasoning>x</reasoning><answer>"
+                                          f"{item['expected_answer'] if k < n_correct else 'wrong'}</answer>")
+                   for k, item in enumerate(items)]
+    evals = score(predictions, items, eval_set=EVAL_SET_NAME, eval_set_sha256=eval_sha)
+    config_sha = sha256_file(paths.training_dir() / "configs" / "sft_tiny.yaml")
+    result = contract.run_result(
+        status=status,
+        error=None if status == "complete" else "RuntimeError: training step raised",
+        mode="smoke",
+        command=f"python training/train_jax.py --config {CONFIG_PATH} --output output --smoke_steps 4",
+        model=contract.block("model", id=model_id, family="gemma3", source="random-init", finetune="full",
+                             param_count=param_count, trainable_param_count=param_count, dtype="float32"),
+        config={"name": "sft_tiny", "path": CONFIG_PATH, "sha256": config_sha},
+        dataset={"name": DATASET, "sha256": "ef" * 32, "n_traces": 550},
+        eval_set={"path": EVAL_SET_PATH, "sha256": eval_sha, "n_items": n_items},
+        devices={"platform": "cpu", "count": 1, "kinds": ["cpu"], "mesh": {"fsdp": 1, "tp": 1}},
+        versions={"python": "3.11.7", "jax": "0.10.2", "tunix": "0.1.7"},
+        training=contract.block("training", steps=4, max_steps=4, batch_size=2, seq_len=64, first_loss=5.1,
+                                final_loss=4.2, loss_drop=0.176471, tokens_trained=512, tokens_per_second=256.0,
+                                step_time_s=0.5),
+        eval={key: evals[key] for key in contract.fields("", "eval")},
+        timings_s={"import": 1.0, "data": 0.1, "model_init": 0.2, "compile": 3.0, "train": 2.0, "generate": 1.0,
+                   "score": 0.01, "checkpoint": None, "total": 7.31},
+    )
+    report.write_json(out / contract.RUN_RESULT, result)
+    report.write_json(out / contract.KERNEL_RUN, contract.document(
+        "kernel_run", run_version=run_version, mode="smoke", config="configs/sft_tiny.yaml", dataset=DATASET,
+        eval_set=f"evalsets/{EVAL_SET_NAME}", kaggle_kernel_run_type="Batch", status=status,
+        python_version="3.11.7", cells_completed=["1 Setup", "2 Configuration", "3 Build Dataset", "4a Smoke Run"]))
+    if with_eval:
+        report.write_jsonl(out / contract.PREDICTIONS, predictions)
+        report.write_json(out / contract.EVAL_RESULTS, evals)
 
 
 def kaggle_block(status: str = "COMPLETE", failure_message: str | None = None) -> dict[str, Any]:
@@ -227,38 +146,12 @@ def kaggle_block(status: str = "COMPLETE", failure_message: str | None = None) -
     }
 
 
-def write_project(root: Path) -> Path:
-    """A minimal checkout with everything ``tunix-rt package`` puts in the zip; returns ``root``."""
-    files = {
-        "pyproject.toml": "[project]\nname = 'tunix-rt'\n",
-        "kernel/kaggle_submission.ipynb": json.dumps(
-            {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}, indent=1
-        )
-        + "\n",
-        "training/__init__.py": "",
-        "training/train_jax.py": "def main() -> None:\n    print('train')\n",
-        "training/eval_generate.py": "def main() -> None:\n    print('eval')\n",
-        CONFIG_PATH: CONFIG_TEXT,
-        "training/configs/submission_gemma3_1b.yaml": "name: submission_gemma3_1b\n",
-        f"training/datasets/{DATASET}/manifest.json": json.dumps(
-            {"dataset_key": DATASET, "trace_count": 550}
-        ),
-        f"training/datasets/{DATASET}/dataset.jsonl": '{"prompt": "not packaged"}\n',
-        EVAL_SET_PATH: EVAL_SET_TEXT,
-    }
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    return root
-
-
 HOSTILE_PROMPT = ('<script>alert("x")</script><img src="http://127.0.0.1:9/evil.png"> & "quotes" — '
                   "What is 1 + 1?")
 FIXED_MTIME = 1_790_000_000  # outputs' mtime: the evidence timestamp (and so every byte) stays the same
 
 
-def eval_items(n_items: int) -> list[dict[str, Any]]:
+def report_eval_items(n_items: int) -> list[dict[str, Any]]:
     """Eval items whose first prompt is hostile HTML (a report must show it as text, never load it)."""
     items = []
     for i in range(1, n_items + 1):
@@ -282,7 +175,7 @@ def write_trained_run(
 ) -> Path:
     """A finished run whose outputs come from the trainer's own writers: ``metrics.jsonl`` through
     :class:`MetricLog` (the console line's record), ``predictions.jsonl``/``eval_results.json`` through
-    ``scoring``, ``run_result.json`` through ``report.run_result``; then the evidence through
+    ``scoring``, ``run_result.json`` through the training contract; then the evidence through
     :func:`tunix_rt.evidence.fill_evidence` (when ``fill``). The first ``n_correct`` items are answered
     right, one more is malformed. ``eval_every`` adds an ``eval_loss`` row every that many steps."""
     import io
@@ -304,7 +197,7 @@ def write_trained_run(
                         tokens=200 * step, elapsed_s=2.0 + 0.05 * step)
             if eval_every and step % eval_every == 0:
                 fh.write(json.dumps({"step": step, "eval_loss": round(0.9 + 5.0 * math.exp(-step / 14), 6)}) + "\n")
-    items = eval_items(n_items)
+    items = report_eval_items(n_items)
     outputs = []
     for i in range(1, len(items) + 1):
         if i <= n_correct:
@@ -314,8 +207,8 @@ def write_trained_run(
         else:
             outputs.append("<reasoning>a guess</reasoning><answer>7</answer>")
     predictions = [scoring.build_prediction(item, text) for item, text in zip(items, outputs, strict=True)]
-    results = scoring.score(predictions, items, eval_set=Path(EVAL_SET_PATH).name,
-                            eval_set_sha256=_sha(EVAL_SET_TEXT))
+    results = scoring.score(predictions, items, eval_set=EVAL_SET_NAME,
+                            eval_set_sha256=sha256_bytes(canonical_jsonl(items)))
     train_report.write_jsonl(out / "predictions.jsonl", predictions)
     train_report.write_json(out / "eval_results.json", results)
     doc = json.loads((out / "run_result.json").read_text(encoding="utf-8"))
@@ -325,7 +218,7 @@ def write_trained_run(
     doc["eval"] = {k: results[k] for k in ("answer_correctness", "format_compliance", "n_items", "n_correct",
                                            "n_well_formed")}
     doc["eval_set"]["n_items"] = n_items
-    train_report.write_json(out / "run_result.json", train_report.run_result(**doc))
+    train_report.write_json(out / "run_result.json", contract.run_result(**doc))
     for path in out.iterdir():
         os.utime(path, (FIXED_MTIME, FIXED_MTIME))
     if fill:

@@ -52,7 +52,8 @@ def test_same_inputs_give_identical_bytes(tmp_path: Path) -> None:
 def test_payload_unpacks_to_the_training_files(tmp_path: Path) -> None:
     info = build_bundle(tmp_path / "run1", mode="smoke")
     members = _members(info.notebook_path)
-    for name in ("training/train_jax.py", "training/run.py", "training/score.py", "training/build_dataset.py",
+    for name in ("training/train_jax.py", "training/run.py", "training/rescore.py", "training/build_dataset.py",
+                 "training/bootstrap.py", "training/contract.py",
                  "training/config.py", "training/configs/sft_tiny.yaml", "training/tokenizer/tokenizer.json",
                  "training/datasets/dev-reasoning-v2/dataset.jsonl",
                  "training/datasets/dev-reasoning-v2/manifest.json", "training/evalsets/eval_v1.jsonl",

@@ -1,34 +1,49 @@
-"""The submission zip: contents, identical bytes, refusals, no path out of the project, no credentials."""
+"""The submission zip: what ran (the bundle's notebook and its complete payload), identical bytes, refusals,
+no credentials and no folder of this machine in any entry."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import shutil
+import tarfile
 import zipfile
 from pathlib import Path
 
 import pytest
-from run_fixtures import CONFIG_PATH, EVAL_SET_PATH, write_finished_run, write_project
-from tunix_rt import package as package_mod
+from run_fixtures import CONFIG_PATH, EVAL_SET_PATH, write_eval_set, write_finished_run
+from tunix_rt import paths
+from tunix_rt.bundle import build_bundle, build_payload, extract_payload, render_notebook
 from tunix_rt.cli import main
 from tunix_rt.errors import EXIT_OK, EXIT_USAGE, TunixRtError
 from tunix_rt.evidence import MANIFEST_FILE, SUMMARY_FILE, fill_evidence
-from tunix_rt.package import README_NAME, archive_name, package
-from tunix_rt.run_report import write_report
+from tunix_rt.fsutil import sha256_bytes, sha256_file
+from tunix_rt.package import METADATA, NOTEBOOK, README_NAME, archive_name, package
+from tunix_rt.run_report import REPORT_FILES, write_report
 
 FAKE_KEY = "0123456789abcdef0123456789abcdef"
-RUN = "submission_runs/m33_v1"
+RUN = "m33_v1"
+EVIDENCE = [f"submission_runs/{RUN}/{n}" for n in ("eval_summary.json", "kaggle_output_log.txt", "run_manifest.json",
+                                                   *REPORT_FILES)]
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One real bundle (``tunix-rt bundle``) for runs named m33_v1, with the fixtures' eval set."""
+    scratch = tmp_path_factory.mktemp("bundle")
+    info = build_bundle(scratch / RUN, mode="smoke", eval_set=write_eval_set(scratch), record=False)
+    return info.bundle_dir
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Path:
-    """A checkout with a complete, validated run at submission_runs/m33_v1."""
-    root = write_project(tmp_path / "repo")
-    run_dir = write_finished_run(root / RUN)
+def run(tmp_path: Path, bundle: Path) -> Path:
+    """A complete, validated run (with that bundle) in a folder outside any checkout."""
+    run_dir = write_finished_run(tmp_path / "runs" / RUN, bundle=bundle)
     os.utime(run_dir / "outputs/output/run_result.json", (1_763_000_000, 1_763_000_000))  # 2025-11-13
-    fill_evidence(run_dir, root=root)
+    fill_evidence(run_dir, root=tmp_path)
     write_report(run_dir)
-    return root
+    return run_dir
 
 
 def edit(path: Path, **fields: object) -> None:
@@ -37,50 +52,46 @@ def edit(path: Path, **fields: object) -> None:
     path.write_text(json.dumps(doc))
 
 
-def test_contents_and_name(project: Path) -> None:
-    edit(project / RUN / MANIFEST_FILE, commit_sha="89abcdef" * 5)
-    result = package(project / RUN, project / "submission", root=project)
-    assert result.path == project / "submission" / "tunix_rt_m33_2025-11-13_89abcde.zip"
+def payload_names(notebook: Path) -> set[str]:
+    with tarfile.open(fileobj=io.BytesIO(extract_payload(notebook)), mode="r:gz") as tar:
+        return {m.name for m in tar.getmembers()}
+
+
+def test_ships_the_notebook_that_ran_and_its_whole_payload(run: Path, tmp_path: Path) -> None:
+    edit(run / MANIFEST_FILE, commit_sha="89abcdef" * 5)
+    result = package(run, tmp_path / "submission")
+    assert result.path == tmp_path / "submission" / "tunix_rt_m33_2025-11-13_89abcde.zip"
     with zipfile.ZipFile(result.path) as zf:
         names = zf.namelist()
+        notebook = zf.read(NOTEBOOK)
         readme = zf.read(README_NAME).decode()
+        metadata = json.loads(zf.read(METADATA))
     assert names == sorted(names)
-    assert set(names) == {
-        README_NAME,
-        "kernel/kaggle_submission.ipynb",
-        "training/__init__.py",
-        "training/eval_generate.py",
-        "training/train_jax.py",
-        CONFIG_PATH,
-        "training/configs/submission_gemma3_1b.yaml",
-        "training/datasets/dev-reasoning-v2/manifest.json",
-        EVAL_SET_PATH,
-        f"{RUN}/run_manifest.json",
-        f"{RUN}/eval_summary.json",
-        f"{RUN}/kaggle_output_log.txt",
-        f"{RUN}/report.html",
-        f"{RUN}/loss.png",
-    }
-    assert "dataset.jsonl" not in " ".join(names)  # manifests only, not the data
+    payload = payload_names(run / "bundle" / "kaggle_submission.ipynb")
+    assert set(names) == {README_NAME, NOTEBOOK, METADATA, *EVIDENCE, *payload}
+    # the notebook is the bundle's, byte for byte: its sha256 is the evidence's bundle_sha256
+    assert sha256_bytes(notebook) == json.loads((run / MANIFEST_FILE).read_text())["bundle_sha256"]
+    assert metadata["code_file"] == "kaggle_submission.ipynb"
+    for needed in ("kernel/requirements.txt", "training/train_jax.py", "training/bootstrap.py", CONFIG_PATH,
+                   EVAL_SET_PATH, "training/datasets/dev-reasoning-v2/dataset.jsonl",
+                   "training/tokenizer/tokenizer.json", "training/tokenizer/tokenizer_config.json"):
+        assert needed in names, needed
+    assert f"`{NOTEBOOK}`, the notebook that ran" in readme and sha256_bytes(notebook) in readme
+    assert f"python training/train_jax.py --config {CONFIG_PATH} --output output --device cpu" in readme
     assert "| Answer correctness (primary score) | 0.7500 (3/4) |" in readme
     assert "`tunix-rt/gemma3-tiny`" in readme
-    for item in (
-        "1,500 words",
-        "Track",
-        "Cover image",
-        "Public Kaggle notebook",
-        "at most 3 minutes",
-        "Tunix + Gemma on a Kaggle TPU within one 9 h session",
-    ):
+    for item in ("1,500 words", "Track", "Cover image", "Public Kaggle notebook", "at most 3 minutes",
+                 "Tunix + Gemma on a Kaggle TPU within one 9 h session"):
         assert item in readme
     assert "- [ ] Trained with Tunix + Gemma on a Kaggle TPU" in readme  # a CPU rehearsal does not tick it
 
 
-def test_zip_is_byte_identical_and_has_fixed_metadata(project: Path) -> None:
-    first = package(project / RUN, project / "a", root=project)
-    # Different file times must not change a byte.
-    os.utime(project / "training/train_jax.py", (1_800_000_000, 1_800_000_000))
-    second = package(project / RUN, project / "b", root=project)
+def test_zip_is_byte_identical_whichever_folder_the_run_lives_in(run: Path, tmp_path: Path) -> None:
+    first = package(run, tmp_path / "a")
+    moved = tmp_path / "elsewhere" / RUN
+    shutil.copytree(run, moved)  # other file times, other folder: not one byte may change
+    os.utime(moved / "bundle" / "kaggle_submission.ipynb", (1_800_000_000, 1_800_000_000))
+    second = package(moved, tmp_path / "b")
     assert first.path.read_bytes() == second.path.read_bytes()
     assert first.sha256 == second.sha256
     with zipfile.ZipFile(first.path) as zf:
@@ -91,6 +102,15 @@ def test_zip_is_byte_identical_and_has_fixed_metadata(project: Path) -> None:
             assert info.create_system == 3
 
 
+def test_no_machine_folder_in_any_entry(run: Path, tmp_path: Path) -> None:
+    result = package(run, tmp_path / "submission")
+    needles = {str(tmp_path), str(run), os.path.expanduser("~") + "/", "tunix-rt-kaggle-", "/tmp/"}
+    with zipfile.ZipFile(result.path) as zf:
+        for name in zf.namelist():
+            text = zf.read(name).decode("utf-8", errors="replace")
+            assert not [n for n in needles if n in text or n in name], name
+
+
 def test_archive_name() -> None:
     assert archive_name("m33_v1", "2026-11-20T10:42:13Z", "a" * 40) == "tunix_rt_m33_2026-11-20_aaaaaaa.zip"
     assert (
@@ -99,121 +119,98 @@ def test_archive_name() -> None:
     )
 
 
-def test_refuses_invalid_evidence(project: Path) -> None:
-    edit(project / RUN / SUMMARY_FILE, primary_score=0.1)
-    with pytest.raises(TunixRtError) as exc:
-        package(project / RUN, project / "submission", root=project)
-    assert exc.value.exit_code == EXIT_USAGE
-    assert "invalid evidence" in exc.value.message and "primary_score" in exc.value.message
-    assert not (project / "submission").exists()
+def _refused(run: Path, out: Path, match: str) -> None:
+    with pytest.raises(TunixRtError, match=match) as exc:
+        package(run, out)
+    assert exc.value.exit_code == EXIT_USAGE and "\n" not in exc.value.message
+    assert not out.exists()
 
 
-def test_refuses_failed_run(project: Path) -> None:
-    fill_evidence(project / RUN, failure="kernel ERROR", root=project)
-    with pytest.raises(TunixRtError, match="only a complete run is packaged"):
-        package(project / RUN, project / "submission", root=project)
+def test_refuses_invalid_evidence(run: Path, tmp_path: Path) -> None:
+    edit(run / SUMMARY_FILE, primary_score=0.1)
+    _refused(run, tmp_path / "submission", "invalid evidence: .*primary_score")
 
 
-@pytest.mark.parametrize(
-    "missing",
-    [
-        "kernel/kaggle_submission.ipynb",
-        EVAL_SET_PATH,
-        CONFIG_PATH,
-        "training/datasets/dev-reasoning-v2/manifest.json",
-    ],
-)
-def test_refuses_missing_required_file(project: Path, missing: str) -> None:
-    (project / missing).unlink()
-    with pytest.raises(TunixRtError) as exc:
-        package(project / RUN, project / "submission", root=project)
-    assert exc.value.exit_code == EXIT_USAGE
-    assert "\n" not in exc.value.message
-    assert not (project / "submission").exists()
+def test_refuses_failed_run(run: Path, tmp_path: Path) -> None:
+    fill_evidence(run, failure="kernel ERROR", root=tmp_path)
+    _refused(run, tmp_path / "submission", "only a complete run is packaged")
 
 
-def test_refuses_missing_evidence_file(project: Path) -> None:
-    (project / RUN / "kaggle_output_log.txt").unlink()
-    with pytest.raises(TunixRtError, match="kaggle_output_log.txt: \\(file\\): missing"):
-        package(project / RUN, project / "submission", root=project)
+@pytest.mark.parametrize("missing", ["bundle/kaggle_submission.ipynb", "bundle/kernel-metadata.json",
+                                     "kaggle_output_log.txt", *REPORT_FILES])
+def test_refuses_a_missing_file(run: Path, tmp_path: Path, missing: str) -> None:
+    (run / missing).unlink()
+    _refused(run, tmp_path / "submission", "missing")
 
 
-@pytest.mark.parametrize("name", ["report.html", "loss.png"])
-def test_refuses_a_run_without_its_report(project: Path, name: str) -> None:
-    (project / RUN / name).unlink()
-    with pytest.raises(TunixRtError, match=f"{name}: missing; write the run report first: tunix-rt report"):
-        package(project / RUN, project / "submission", root=project)
-    assert not (project / "submission").exists()
+def test_refuses_a_bundle_that_is_not_the_one_that_ran(run: Path, tmp_path: Path) -> None:
+    notebook = run / "bundle" / "kaggle_submission.ipynb"
+    notebook.write_text(notebook.read_text().replace('"smoke"', '"full"'))
+    _refused(run, tmp_path / "submission", "is not the bundle that ran")
 
 
-def test_refuses_config_changed_since_the_run(project: Path) -> None:
-    with open(project / CONFIG_PATH, "a") as fh:
-        fh.write("# edited after the run\n")
-    with pytest.raises(TunixRtError, match="sha256 differs from the config the run used"):
-        package(project / RUN, project / "submission", root=project)
+def test_refuses_a_config_other_than_the_run_used(run: Path, tmp_path: Path) -> None:
+    edit(run / MANIFEST_FILE, config_sha256="0" * 64)
+    _refused(run, tmp_path / "submission", "differs from the config the run used")
+    edit(run / MANIFEST_FILE, config_path="training/configs/elsewhere.yaml")
+    _refused(run, tmp_path / "submission", "the payload holds no config")
 
 
-def test_refuses_symlink_out_of_the_project(project: Path, tmp_path: Path) -> None:
-    outside = tmp_path / "outside.py"
-    outside.write_text("print('not ours')\n")
-    (project / "training/escape.py").symlink_to(outside)
-    with pytest.raises(TunixRtError, match="outside the project"):
-        package(project / RUN, project / "submission", root=project)
-
-
-def test_symlink_inside_the_project_is_fine(project: Path) -> None:
-    (project / "training/alias.py").symlink_to(project / "training/train_jax.py")
-    result = package(project / RUN, project / "submission", root=project)
-    assert "training/alias.py" in result.members
-
-
-def test_run_dir_outside_the_project_is_filed_under_submission_runs(project: Path, tmp_path: Path) -> None:
-    elsewhere = write_finished_run(tmp_path / "elsewhere" / "m33_v1")
-    # Evidence times come from the outputs' mtimes: give both runs the same ones, so only the path differs.
-    for src in (project / RUN / "outputs/output").iterdir():
-        mtime = src.stat().st_mtime
-        os.utime(elsewhere / "outputs/output" / src.name, (mtime, mtime))
-    fill_evidence(elsewhere, root=project)
-    write_report(elsewhere)
-    result = package(elsewhere, project / "submission", root=project)
-    assert f"{RUN}/run_manifest.json" in result.members
-    assert (
-        result.path.read_bytes() == package(project / RUN, project / "again", root=project).path.read_bytes()
-    )
-
-
-def test_refuses_evidence_linked_from_outside_the_run_dir(project: Path, tmp_path: Path) -> None:
+def test_refuses_files_linked_from_outside_the_run_dir(run: Path, tmp_path: Path) -> None:
     stolen = tmp_path / "elsewhere.txt"
     stolen.write_text("not this run's log\n")
-    (project / RUN / "kaggle_output_log.txt").unlink()
-    (project / RUN / "kaggle_output_log.txt").symlink_to(stolen)
-    with pytest.raises(TunixRtError, match="outside the run directory"):
-        package(project / RUN, project / "submission", root=project)
+    (run / "kaggle_output_log.txt").unlink()
+    (run / "kaggle_output_log.txt").symlink_to(stolen)
+    _refused(run, tmp_path / "submission", "outside the run directory")
 
 
-def test_no_credentials_in_the_zip(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _rebundle(run: Path, extra: dict[str, str]) -> None:
+    """Replace the run's bundle notebook by one whose payload also holds ``extra`` (name → text), and record
+    it as the bundle that ran."""
+    notebook = run / "bundle" / "kaggle_submission.ipynb"
+    meta = json.loads(notebook.read_text())["metadata"]["tunix_rt"]
+    with tarfile.open(fileobj=io.BytesIO(extract_payload(notebook)), mode="r:gz") as tar:
+        files = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+    scratch = run.parent / "scratch"
+    sources = {}
+    for name, data in {**files, **{k: v.encode() for k, v in extra.items()}}.items():
+        (scratch / name).parent.mkdir(parents=True, exist_ok=True)
+        (scratch / name).write_bytes(data)
+        sources[name] = scratch / name
+    notebook.write_text(render_notebook(meta["parameters"], build_payload(sources)))
+    edit(run / MANIFEST_FILE, bundle_sha256=sha256_file(notebook))
+
+
+def test_no_credentials_in_the_zip(run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KAGGLE_KEY", FAKE_KEY)
     # A credential in the raw log is redacted on the way into the evidence, so the zip is clean ...
-    (project / RUN / "raw_log/console.log").write_text(f"KAGGLE_KEY={FAKE_KEY}\nBearer {FAKE_KEY}\n")
-    fill_evidence(project / RUN, root=project)
-    result = package(project / RUN, project / "submission", root=project)
+    (run / "raw_log/console.log").write_text(f"KAGGLE_KEY={FAKE_KEY}\nBearer {FAKE_KEY}\n")
+    fill_evidence(run, root=tmp_path)
+    result = package(run, tmp_path / "submission")
+    assert FAKE_KEY.encode() not in result.path.read_bytes()
     with zipfile.ZipFile(result.path) as zf:
         for name in zf.namelist():
             assert FAKE_KEY.encode() not in zf.read(name), name
-    assert FAKE_KEY.encode() not in result.path.read_bytes()
-    # ... and one that sneaks into a packaged source file stops the packaging.
-    (project / "training/train_jax.py").write_text(f"KEY = '{FAKE_KEY}'\n")
-    with pytest.raises(TunixRtError, match="training/train_jax.py: contains a credential"):
-        package(project / RUN, project / "again", root=project)
-    assert not (project / "again").exists()
+    # ... and one that sneaks into the payload that ran stops the packaging.
+    _rebundle(run, {"training/leak.py": f"KEY = '{FAKE_KEY}'\n"})
+    _refused(run, tmp_path / "again", "training/leak.py: contains a credential")
 
 
-def test_cli(project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(package_mod.paths, "project_root", lambda: project)
-    out_dir = project / "submission"
-    assert main(["package", "--run-dir", str(project / RUN), "--output", str(out_dir)]) == EXIT_OK
+def test_refuses_a_machine_folder_in_the_payload(run: Path, tmp_path: Path) -> None:
+    _rebundle(run, {"training/where.txt": f"trained from {paths.project_root()}/training\n"})
+    _refused(run, tmp_path / "submission", "training/where.txt: names the checkout of this machine")
+
+
+def test_refuses_an_unsafe_payload_entry(run: Path, tmp_path: Path) -> None:
+    _rebundle(run, {"notes/readme.txt": "not training code\n"})
+    _refused(run, tmp_path / "submission", "payload entry 'notes/readme.txt'")
+
+
+def test_cli(run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out_dir = tmp_path / "submission"
+    assert main(["package", "--run-dir", str(run), "--output", str(out_dir)]) == EXIT_OK
     assert capsys.readouterr().out.startswith(f"wrote {out_dir}/tunix_rt_m33_2025-11-13_unknown.zip")
-    (project / EVAL_SET_PATH).unlink()
-    assert main(["package", "--run-dir", str(project / RUN), "--output", str(out_dir)]) == EXIT_USAGE
+    shutil.rmtree(run / "bundle")
+    assert main(["package", "--run-dir", str(run), "--output", str(out_dir)]) == EXIT_USAGE
     err = capsys.readouterr().err
     assert err.startswith("tunix-rt package: error: ") and err.count("\n") == 1
