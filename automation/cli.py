@@ -70,12 +70,20 @@ def _add_rehearse(sub: argparse._SubParsersAction) -> None:
     _add_mode(p)
     _add_run_dir(p, DEFAULT_REHEARSAL_RUN)
     _add_bundle_inputs(p, default_config="training/configs/sft_tiny.yaml")
-    p.add_argument("--image", metavar="TAG", default=None, help="docker backend: image tag to build and run")
+    p.add_argument("--image", metavar="TAG", default=None,
+                   help="docker backend: run this existing image instead of building the default one")
+    p.add_argument("--base-image", metavar="IMAGE", default=None,
+                   help="docker backend: base of the default kernel image (default: $TUNIX_RT_BASE_IMAGE, else "
+                        "python:3.12-slim-bookworm; without a registry: docker/make_base_image.sh, then "
+                        "tunix-rt/debian:bookworm)")
     p.add_argument("--network", choices=["none", "host", "bridge"], default="none",
                    help="docker backend: container network (default: none)")
     p.add_argument("--gpus", nargs="?", const="all", default=None, type=_gpus, metavar="all|N|device=ID[,ID]",
                    help="docker backend: give the container these GPUs (bare --gpus: all) and build the image with "
                         "CUDA JAX (kernel/requirements-gpu.txt); default: none, CPU JAX")
+    p.add_argument("--jax-cache", metavar="DIR|off", default=None,
+                   help="JAX compilation cache folder, or off (default: $TUNIX_RT_JAX_CACHE, else "
+                        "~/.cache/tunix-rt/jax); the only thing a rehearsal writes outside its run directory")
     p.add_argument("--follow", action="store_true",
                    help="show a live training panel (step/total, loss, tokens/s, elapsed, ETA, device) above "
                         "the console lines")

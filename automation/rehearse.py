@@ -4,6 +4,10 @@ The runner executes the very notebook bytes ``tunix-rt bundle`` builds (and ``pu
 layout, then :func:`tunix_rt.evidence.fill_evidence` writes the evidence from the kernel's own outputs and
 :func:`tunix_rt.validate.validate_run_dir` checks it. A failed notebook still gets its evidence (saying
 ``failed``) before the command exits with ``EXIT_KERNEL_FAILED``.
+
+``--backend auto`` picks Docker when a daemon answers; when that daemon cannot build or start the kernel
+image (no registry for the base image, say) it says why in one line, naming the daemon, and rehearses with
+the local runner instead. An explicit ``--backend docker`` never falls back: the same failure exits 1.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from .evidence import EVIDENCE_FILES, fill_evidence
 from .fsutil import read_json
 from .run_report import write_report
 from .runners import RunOutcome
+from .runners.docker import DockerSetupError, docker_available, docker_host
 
 BACKENDS = ("auto", "docker", "local")
 ACCELERATOR = "cpu"  # a rehearsal runs on this machine's CPU (Docker with --gpus aside, JAX reports that)
@@ -44,27 +49,34 @@ def choose_backend(backend: str, stream: TextIO | None = sys.stdout) -> str:
     if backend != "auto":
         _say(stream, f"backend: {backend}")
         return backend
-    try:
-        from .runners.docker import docker_available
-
-        available = docker_available()
-    except ImportError:  # no docker SDK in this environment
-        available = False
+    available = docker_available()  # False too without the docker SDK (the `docker` extra)
     chosen = "docker" if available else "local"
     why = "a Docker daemon answered" if available else "no Docker daemon answered"
-    _say(stream, f"backend: {chosen} (auto: {why})")
+    _say(stream, f"backend: {chosen} (auto: {why} at {docker_host()})")
     return chosen
 
 
-def _run(backend: str, bundle: BundleInfo, run_dir: Path, *, image: str | None, network: str, gpus: str | None,
+@dataclass(frozen=True)
+class RunnerOptions:
+    """How the runner runs the notebook (the Docker fields apply to the docker backend only)."""
+
+    image: str | None = None  # an existing image tag; None builds (or reuses) the default image
+    base_image: str | None = None  # FROM of that default image; None: $TUNIX_RT_BASE_IMAGE or the Dockerfile's
+    network: str = "none"
+    gpus: str | None = None  # all, a count or device=ID,…; None: no GPU
+    jax_cache: str | None = None  # a folder or "off"; None: $TUNIX_RT_JAX_CACHE or ~/.cache/tunix-rt/jax
+
+
+def _run(backend: str, bundle: BundleInfo, run_dir: Path, options: RunnerOptions,
          stream: TextIO | None) -> RunOutcome:
     if backend == "docker":
         from .runners.docker import run_docker
 
-        return run_docker(bundle.bundle_dir, run_dir, image=image, network=network, gpus=gpus, stream=stream)
+        return run_docker(bundle.bundle_dir, run_dir, image=options.image, base_image=options.base_image,
+                          network=options.network, gpus=options.gpus, jax_cache=options.jax_cache, stream=stream)
     from .runners.local import run_local
 
-    return run_local(bundle.bundle_dir, run_dir, stream=stream)
+    return run_local(bundle.bundle_dir, run_dir, jax_cache=options.jax_cache, stream=stream)
 
 
 def _clear_previous_run(run_dir: Path) -> None:
@@ -83,21 +95,21 @@ def rehearse(
     config: str | Path | None = None,
     dataset: str | None = None,
     eval_set: str | Path | None = None,
-    image: str | None = None,
-    network: str = "none",
-    gpus: str | None = None,
+    options: RunnerOptions | None = None,
     command: str | None = None,
     stream: TextIO | None = sys.stdout,
 ) -> Rehearsal:
     """Bundle, run, fill evidence and validate; returns the rehearsal or raises TunixRtError
-    (EXIT_KERNEL_FAILED when the notebook failed, EXIT_USAGE for bad inputs or invalid evidence)."""
+    (EXIT_KERNEL_FAILED when the notebook failed or Docker could not run it, EXIT_USAGE for bad inputs or
+    invalid evidence)."""
     from .validate import validate_run_dir
 
+    options = options or RunnerOptions()
     run_dir = Path(run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     chosen = choose_backend(backend, stream)
-    if chosen == "local" and (image or gpus or network != "none"):
-        _say(stream, "note: --image, --network and --gpus apply to the docker backend only; ignored")
+    if chosen == "local" and (options.image or options.base_image or options.gpus or options.network != "none"):
+        _say(stream, "note: --image, --base-image, --network and --gpus apply to the docker backend only; ignored")
     bundle = build_bundle(run_dir, mode=mode, config=config, dataset=dataset, eval_set=eval_set,
                           accelerator=ACCELERATOR)
     _say(stream, f"bundle: {bundle.notebook_path} ({bundle.size_bytes:,} bytes, sha256 {bundle.sha256})")
@@ -107,7 +119,18 @@ def rehearse(
     runstate.mark_stage(run_dir, "rehearse", "running", backend=chosen)
 
     try:
-        outcome = _run(chosen, bundle, run_dir, image=image, network=network, gpus=gpus, stream=stream)
+        try:
+            outcome = _run(chosen, bundle, run_dir, options, stream)
+        except DockerSetupError as exc:
+            if backend != "auto":
+                raise
+            # auto promised a rehearsal, not Docker: say why in one line and run the same bundle locally.
+            _say(stream, f"backend: local (auto: falling back, {exc.message})")
+            chosen = "local"
+            _clear_previous_run(run_dir)
+            runstate.update(run_dir, platform=chosen)
+            runstate.mark_stage(run_dir, "rehearse", "running", backend=chosen, fallback_from="docker")
+            outcome = _run(chosen, bundle, run_dir, options, stream)
     except (TunixRtError, KeyboardInterrupt) as exc:  # no daemon, no image, Ctrl-C: the run never finished
         reason = exc.message if isinstance(exc, TunixRtError) else "interrupted"
         runstate.mark_stage(run_dir, "rehearse", "failed", backend=chosen, detail=reason)
@@ -128,8 +151,8 @@ def rehearse(
         report = write_report(run_dir)  # report.html + loss.png, from the evidence and outputs just written
         _say(stream, f"report: {report.html} ({report.html_bytes:,} bytes) and {report.png.name}")
     if not outcome.ok:
-        raise TunixRtError(f"the notebook failed on {chosen} ({outcome.detail}); log: "
-                           f"{outcome.log_path}", EXIT_KERNEL_FAILED)
+        raise TunixRtError(f"the notebook failed on {chosen} ({outcome.detail}); log: {outcome.log_path}",
+                           EXIT_KERNEL_FAILED)
 
     problems = validate_run_dir(run_dir)
     for problem in problems:

@@ -16,23 +16,33 @@ from .. import paths
 from ..errors import TunixRtError
 from ..follow import Follower
 from ..fsutil import read_json
-from ..rehearse import Rehearsal, rehearse, summary_lines
+from ..rehearse import Rehearsal, RunnerOptions, rehearse, summary_lines
 from ..run_report import REPORT_FILES
 
 
+def portable(path: str, *, input_file: bool = False) -> str:
+    """A path for the evidence: project-relative inside the checkout, else ``.../<name>`` (evidence never
+    carries this machine's folders). An ``input_file`` that is not under the current folder is looked up from
+    the checkout root, as ``tunix-rt bundle`` does."""
+    given = Path(path).expanduser()
+    if input_file and not given.is_absolute() and not given.exists():
+        given = paths.project_root() / given
+    resolved = given.resolve()
+    try:
+        return resolved.relative_to(paths.project_root()).as_posix()
+    except ValueError:
+        return f".../{resolved.name}"
+
+
 def command_line(args: argparse.Namespace) -> str:
-    """The command as a user would retype it (the run dir project-relative), for run_manifest.json."""
+    """The command as a user would retype it (paths as :func:`portable` shows them), for run_manifest.json.
+    ``--jax-cache`` is left out: it changes no result, and its folder is this machine's."""
     parts = ["tunix-rt", "rehearse", "--backend", args.backend, "--mode", args.mode]
-    if args.run_dir:
-        run_dir = Path(args.run_dir).resolve()
-        try:
-            shown = run_dir.relative_to(paths.project_root()).as_posix()
-        except ValueError:
-            shown = str(run_dir)
-        parts += ["--run-dir", shown]
-    for flag, value in (("--config", args.config), ("--dataset", args.dataset), ("--eval-set", args.eval_set),
-                        ("--image", args.image)):
+    for flag, value in (("--run-dir", args.run_dir), ("--config", args.config), ("--dataset", args.dataset),
+                        ("--eval-set", args.eval_set), ("--image", args.image), ("--base-image", args.base_image)):
         if value is not None:
+            if flag in ("--run-dir", "--config", "--eval-set"):
+                value = portable(value, input_file=flag != "--run-dir")
             parts += [flag, str(value)]
     if args.network != "none":
         parts += ["--network", args.network]
@@ -74,9 +84,8 @@ def _rehearse(args: argparse.Namespace, run_dir: Path, stream: TextIO) -> Rehear
         config=args.config,
         dataset=args.dataset,
         eval_set=args.eval_set,
-        image=args.image,
-        network=args.network,
-        gpus=args.gpus,
+        options=RunnerOptions(image=args.image, base_image=args.base_image, network=args.network, gpus=args.gpus,
+                              jax_cache=args.jax_cache),
         command=command_line(args),
         stream=stream,
     )

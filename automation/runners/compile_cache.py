@@ -7,10 +7,12 @@ program, the devices, the compile options and the JAX/XLA versions, so a hit is 
 would have been compiled. The runners point the kernel at one cache folder per backend (the container's
 jaxlib build may differ from this machine's):
 
-    $TUNIX_RT_JAX_CACHE/<backend>   default $XDG_CACHE_HOME/tunix-rt/jax/<backend> (~/.cache/...)
+    <setting>/<backend>   setting: ``tunix-rt rehearse --jax-cache DIR|off``, else $TUNIX_RT_JAX_CACHE,
+                          else $XDG_CACHE_HOME/tunix-rt/jax (~/.cache/tunix-rt/jax)
 
-``TUNIX_RT_JAX_CACHE=0`` (or ``off``) turns it off. It is only a cache: deleting it costs one cold
-rehearsal. Pushed Kaggle sessions start without it and compile as before; the Kaggle emulator does not use it.
+``off`` (or ``0``) turns it off. The environment variable is read here only (:func:`default_setting`). It is
+only a cache: deleting it costs one cold rehearsal. Pushed Kaggle sessions start without it and compile as
+before; the Kaggle emulator does not use it.
 """
 
 from __future__ import annotations
@@ -24,18 +26,28 @@ _OFF = {"0", "off", "false", "no", "none"}
 CONTAINER_DIR = "/var/cache/tunix-rt-jax"  # where the Docker runner mounts the host folder
 
 
-def host_dir(backend: str, environ: Mapping[str, str] | None = None) -> Path | None:
-    """The cache folder for ``backend`` ("local" | "docker"), created; None when turned off."""
+def default_setting(environ: Mapping[str, str] | None = None) -> str:
+    """$TUNIX_RT_JAX_CACHE when set, else the default folder ($XDG_CACHE_HOME or ~/.cache, /tunix-rt/jax)."""
     environ = os.environ if environ is None else environ
     setting = environ.get(ENV, "").strip()
-    if setting.lower() in _OFF:
-        return None
     if setting:
-        root = Path(setting).expanduser()
-    else:
-        base = environ.get("XDG_CACHE_HOME") or str(Path(environ.get("HOME") or Path.home()) / ".cache")
-        root = Path(base) / "tunix-rt" / "jax"
-    folder = root / backend
+        return setting
+    base = environ.get("XDG_CACHE_HOME") or str(Path(environ.get("HOME") or Path.home()) / ".cache")
+    return str(Path(base) / "tunix-rt" / "jax")
+
+
+def is_off(setting: str) -> bool:
+    """True for the settings that turn the cache off (``off``, ``0``, ``none``…)."""
+    return setting.strip().lower() in _OFF
+
+
+def host_dir(backend: str, setting: str | None = None) -> Path | None:
+    """The cache folder for ``backend`` ("local" | "docker") under ``setting`` (None: :func:`default_setting`),
+    created; None when turned off."""
+    setting = default_setting() if setting is None else setting
+    if is_off(setting):
+        return None
+    folder = Path(setting).expanduser() / backend
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError:

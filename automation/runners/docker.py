@@ -9,6 +9,10 @@ The kernel runs as root, as on Kaggle, and hands ``/kaggle/working`` to the host
 inside the container), so a non-root host user can read and delete every output. Running as the host uid
 instead would break notebooks that expect Kaggle's root (a writable ``$HOME=/root``, pip installs).
 
+Anything that keeps the notebook from starting (no daemon, an image that cannot be built, found or started)
+raises :class:`DockerSetupError`: exit 1, one line naming the daemon address and, for the image, the base-image
+way out. ``tunix-rt rehearse --backend auto`` falls back to the local runner on it.
+
 The ``docker`` SDK is imported inside the functions: the CLI must start without it.
 """
 
@@ -27,7 +31,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ..errors import EXIT_USAGE, TunixRtError
+from ..errors import EXIT_KERNEL_FAILED, EXIT_USAGE, TunixRtError
 from ..paths import kernel_dir, project_root
 from ..runstate import OUTPUTS_DIR, RAW_LOG_DIR
 from . import RunOutcome, compile_cache
@@ -38,6 +42,7 @@ if TYPE_CHECKING:
 
 IMAGE_REPOSITORY = "tunix-rt/kernel"
 BASE_IMAGE_ENV = "TUNIX_RT_BASE_IMAGE"  # CI: tunix-rt/debian:bookworm (docker/make_base_image.sh)
+DOCKERFILE_BASE_IMAGE = "python:3.12-slim-bookworm"  # the Dockerfile's ARG BASE_IMAGE default
 NOTEBOOK = "kaggle_submission.ipynb"  # the bundle's notebook when kernel-metadata.json names no code_file
 EXECUTED_NOTEBOOK = "__notebook__.ipynb"  # papermill's executed copy, in /kaggle/working like Kaggle's
 CONSOLE_LOG = "console.log"
@@ -52,6 +57,20 @@ WORKING_MOUNT = "/kaggle/working"
 _PRIVATE_SOCKET = Path(os.environ.get("TUNIX_RT_DOCKER_RUN", "/run/tunix-rt-docker")) / "docker.sock"
 _SYSTEM_SOCKET = Path("/var/run/docker.sock")
 _HOST_CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
+
+
+class DockerSetupError(TunixRtError):
+    """Docker could not give the notebook a container: no daemon, or the image cannot be built, found or
+    started. Exit 1 (the rehearsal could not run), not a usage error."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, EXIT_KERNEL_FAILED)
+
+
+def base_image_hint(base_image: str | None) -> str:
+    """The way out when the base image cannot be had (no registry)."""
+    return (f"base image {base_image or DOCKERFILE_BASE_IMAGE}; without a registry make one with "
+            f"docker/make_base_image.sh and pass --base-image tunix-rt/debian:bookworm (or set {BASE_IMAGE_ENV})")
 
 
 def docker_host() -> str:
@@ -72,11 +91,9 @@ def _client(timeout: int = 60) -> docker.DockerClient:
         client = docker.DockerClient(base_url=host, timeout=timeout)
         client.ping()
     except docker.errors.DockerException as exc:
-        raise TunixRtError(
+        raise DockerSetupError(
             f"no Docker daemon answers at {host} ({_first_line(exc)}); start one with "
-            f'eval "$(docker/start_dockerd.sh)" or use --backend local',
-            EXIT_USAGE,
-        ) from exc
+            f'eval "$(docker/start_dockerd.sh)" or use --backend local') from exc
     return client
 
 
@@ -106,7 +123,8 @@ def requirements_path(accelerator: str = "cpu") -> Path:
 
 
 def default_base_image() -> str | None:
-    """$TUNIX_RT_BASE_IMAGE, or None for the Dockerfile's own default (a public Python 3.12 image)."""
+    """$TUNIX_RT_BASE_IMAGE (read here only), or None for the Dockerfile's own default
+    (:data:`DOCKERFILE_BASE_IMAGE`)."""
     return os.environ.get(BASE_IMAGE_ENV) or None
 
 
@@ -168,9 +186,9 @@ def build_image(
                         stream.write(chunk["stream"])
                         stream.flush()
                     if "error" in chunk:
-                        raise TunixRtError(_build_failure(tag, base_image, chunk["error"]), EXIT_USAGE)
+                        raise DockerSetupError(_build_failure(tag, base_image, chunk["error"]))
             except docker.errors.APIError as exc:
-                raise TunixRtError(_build_failure(tag, base_image, _first_line(exc)), EXIT_USAGE) from exc
+                raise DockerSetupError(_build_failure(tag, base_image, _first_line(exc))) from exc
             _say(stream, f"docker: built {tag} in {time.monotonic() - started:.1f}s")
         return tag
     finally:
@@ -182,19 +200,22 @@ def run_docker(
     run_dir: Path,
     *,
     image: str | None = None,
+    base_image: str | None = None,
     network: str = "none",
     gpus: str | None = None,
+    jax_cache: str | None = None,
     stream: TextIO | None = sys.stdout,
 ) -> RunOutcome:
     """Run the bundle's notebook with papermill in a container and return the outcome.
 
-    ``image`` None builds (or reuses) the default image; a given tag must exist (build it with
-    :func:`build_image`). ``network``: Docker network mode (none, host, bridge). ``gpus``: the GPUs to give
-    the container (``all``, a count, ``device=ID,…``; needs the NVIDIA container toolkit), and then the default
-    image is the CUDA-JAX one. The console goes to ``stream`` and to
-    ``<run-dir>/raw_log/console.log``.
+    ``image`` None builds (or reuses) the default image from ``base_image`` (None: $TUNIX_RT_BASE_IMAGE, else
+    the Dockerfile's default); a given tag must exist (build it with :func:`build_image`). ``network``: Docker
+    network mode (none, host, bridge). ``gpus``: the GPUs to give the container (``all``, a count,
+    ``device=ID,…``; needs the NVIDIA container toolkit), and then the default image is the CUDA-JAX one.
+    ``jax_cache``: the compilation cache setting (see :mod:`.compile_cache`). The console goes to ``stream``
+    and to ``<run-dir>/raw_log/console.log``.
     A notebook failure is an outcome with a non-zero exit code, not an exception; a missing daemon, image or
-    GPU runtime raises :class:`TunixRtError`. Ctrl-C stops and removes the container, then propagates.
+    GPU runtime raises :class:`DockerSetupError`. Ctrl-C stops and removes the container, then propagates.
     """
     import docker
 
@@ -207,7 +228,7 @@ def run_docker(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     gpu_request = parse_gpus(gpus) if gpus else None  # a bad value fails before any build
     if image is None:
-        image = build_image(accelerator="cuda12" if gpus else "cpu", stream=stream)
+        image = build_image(base_image=base_image, accelerator="cuda12" if gpus else "cpu", stream=stream)
 
     client = _client()
     container = None
@@ -216,8 +237,8 @@ def run_docker(
         try:
             client.images.get(image)
         except docker.errors.ImageNotFound as exc:
-            raise TunixRtError(f"docker image {image} not found; build it first (tunix-rt rehearse --image "
-                               f"{image} builds it)", EXIT_USAGE) from exc
+            raise DockerSetupError(f"docker image {image} not found at {docker_host()}; build it first, or leave "
+                                   "--image out to build the default one") from exc
         with tempfile.TemporaryDirectory(prefix="tunix-rt-kaggle-input-") as input_dir:
             # The bundle is self-contained, so /kaggle/input is empty; it exists, read-only, as on Kaggle.
             os.chmod(input_dir, 0o755)
@@ -232,7 +253,7 @@ def run_docker(
             }
             environment = {"KAGGLE_KERNEL_RUN_TYPE": "Batch"}
             owned = WORKING_MOUNT
-            cache = compile_cache.host_dir("docker")
+            cache = compile_cache.host_dir("docker", jax_cache)
             if cache is not None:  # a warm rehearsal skips recompiling (see compile_cache)
                 volumes[str(cache)] = {"bind": compile_cache.CONTAINER_DIR, "mode": "rw"}
                 environment.update(compile_cache.kernel_env(compile_cache.CONTAINER_DIR))
@@ -252,15 +273,15 @@ def run_docker(
             try:
                 container = client.containers.create(image, **kwargs)
             except docker.errors.APIError as exc:
-                raise TunixRtError(f"docker could not create the container: {_first_line(exc)}",
-                                   EXIT_USAGE) from exc
+                raise DockerSetupError(f"docker at {docker_host()} could not create the container from {image}: "
+                                       f"{_first_line(exc)}") from exc
             started = time.monotonic()
             try:
                 container.start()
             except docker.errors.APIError as exc:
                 hint = " (--gpus needs an NVIDIA GPU and the NVIDIA container toolkit)" if gpus else ""
-                raise TunixRtError(f"docker could not start the container{hint}: {_first_line(exc)}",
-                                   EXIT_USAGE) from exc
+                raise DockerSetupError(f"docker at {docker_host()} could not start the container{hint}: "
+                                       f"{_first_line(exc)}") from exc
             _say(stream, f"docker: running {notebook} in {image} (container {container.short_id}, "
                          f"network {network}{f', GPUs {gpus}' if gpus else ''})")
             with open(log_path, "w", encoding="utf-8") as log:
@@ -383,12 +404,7 @@ def _host_ca_bundle() -> Path | None:
 
 
 def _build_failure(tag: str, base_image: str | None, error: str) -> str:
-    message = f"docker build of {tag} failed: {_first_line(error)}"
-    if any(word in error for word in ("pull access", "no such host", "registry", "manifest", "not found")):
-        base = base_image or "python:3.12-slim-bookworm"
-        message += (f" (base image {base} unavailable? without a registry make one with "
-                    f"docker/make_base_image.sh and set {BASE_IMAGE_ENV}=tunix-rt/debian:bookworm)")
-    return message
+    return f"docker build of {tag} at {docker_host()} failed: {_first_line(error)} ({base_image_hint(base_image)})"
 
 
 def _read_bytes(path: Path) -> bytes:
