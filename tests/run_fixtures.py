@@ -76,6 +76,7 @@ def write_finished_run(
         raw_log = ("Input Notebook: bundle/kaggle_submission.ipynb\nstep 1 loss 5.10\nstep 4 loss 4.20\n"
                    "✅ Smoke run completed successfully!\n")
     report.write_atomic(run_dir / runstate.RAW_LOG_DIR / raw_log_name, raw_log)
+    (run_dir / runstate.OUTPUTS_DIR / contract.OUTPUT_SUBDIR).mkdir(parents=True, exist_ok=True)  # the working dir
     if bundle is not None:
         shutil.copytree(bundle, run_dir / runstate.BUNDLE_DIR)
         record = load_bundle(run_dir / runstate.BUNDLE_DIR).state_record()
@@ -112,7 +113,8 @@ def _write_outputs(out: Path, run_version: str, *, model_id: str, param_count: i
         dataset={"name": DATASET, "sha256": "ef" * 32, "n_traces": 550},
         eval_set={"path": EVAL_SET_PATH, "sha256": eval_sha, "n_items": n_items},
         devices={"platform": "cpu", "count": 1, "kinds": ["cpu"], "mesh": {"fsdp": 1, "tp": 1}},
-        versions={"python": "3.11.7", "jax": "0.10.2", "tunix": "0.1.7"},
+        versions={"python": "3.11.7", "jax": "0.10.2", "jaxlib": "0.10.2", "flax": "0.12.8", "optax": "0.2.8",
+                  "tunix": "0.1.7", "transformers": "5.12.1", "qwix": "0.1.0"},
         training=contract.block("training", steps=4, max_steps=4, batch_size=2, seq_len=64, first_loss=5.1,
                                 final_loss=4.2, loss_drop=0.176471, tokens_trained=512, tokens_per_second=256.0,
                                 step_time_s=0.5),

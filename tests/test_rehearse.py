@@ -107,7 +107,7 @@ def test_local_smoke_rehearsal_end_to_end(rehearsed: Rehearsed, tmp_path: Path) 
     assert manifest["run_version"] == summary["run_version"] == "m33_rehearsal"
     assert summary["primary_score"] == summary["metrics"]["answer_correctness"]
     assert BANNER in log
-    assert "report.html" in out and (run_dir / "report.html").is_file() and (run_dir / "loss.png").is_file()
+    assert "report.html" in rehearsed.out and (run_dir / "report.html").is_file() and (run_dir / "loss.png").is_file()
     assert manifest["bundle_sha256"] == sha256_file(run_dir / "bundle" / "kaggle_submission.ipynb")
     # the kernel ran the runbook's command from its payload root: it reruns as written from an unzipped zip
     assert manifest["kernel_command"] == (

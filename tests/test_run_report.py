@@ -11,7 +11,7 @@ import struct
 from pathlib import Path
 
 import pytest
-from run_fixtures import HOSTILE_PROMPT, kaggle_block, write_finished_run, write_trained_run
+from run_fixtures import EVAL_SET_PATH, HOSTILE_PROMPT, kaggle_block, write_finished_run, write_trained_run
 from tunix_rt.cli import main
 from tunix_rt.errors import EXIT_USAGE, TunixRtError
 from tunix_rt.evidence import fill_evidence
@@ -72,7 +72,7 @@ def test_report_shows_scores_curve_items_environment_and_provenance(tmp_path: Pa
     assert page.rows[1][-1] == "✓ correct" and page.rows[5][-1] == "✗ wrong"
     assert "no answer" in page.rows[4]  # the malformed output
     # Scores with the eval-set size, environment, timings, Kaggle link, bundle sha.
-    for piece in ("66.7%", "4 of 6 correct", "5 of 6 well formed", "items in <code>training/evalsets/eval_v1.jsonl",
+    for piece in ("66.7%", "4 of 6 correct", "5 of 6 well formed", f"items in <code>{EVAL_SET_PATH}",
                   "jax 0.10.2", "flax 0.12.8", "cpu × 1 device(s)", "TpuV5E8", "alice/tunix-rt-m33</code> version 3",
                   "ab" * 32, "Timings by phase", ">compile<", "3.000", ">total<", "7.310"):
         assert piece in text, piece
