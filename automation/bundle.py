@@ -3,8 +3,8 @@
 The notebook is ``kernel/kaggle_submission.ipynb`` with two cells filled in: the papermill ``parameters``
 cell (mode, config, dataset, eval set, run version, session timeout) and the payload cell, a base64
 deterministic tar.gz of everything the kernel trains with (``training/`` code, configs, datasets, tokenizer,
-eval sets, and ``kernel/requirements*.txt``). The kernel unpacks it into a temporary folder on start, so it
-needs nothing but the notebook (and, for real Gemma weights, the ``model_sources`` Kaggle mounts).
+eval sets, and ``kernel/requirements*.txt``; payload.py). The kernel unpacks it into a temporary folder on
+start, so it needs nothing but the notebook (and, for real Gemma weights, the ``model_sources`` Kaggle mounts).
 
 Deterministic: the same inputs give the same bytes (sorted tar entries, mtime 0, uid/gid 0, fixed modes,
 gzip mtime 0, fixed cell ids, canonical nbformat JSON). The notebook's sha256 identifies the code that runs;
@@ -16,43 +16,46 @@ string inside one JSON request, and Kaggle's editor has to open it. We refuse no
 code, a 550-trace dataset and a 512-token tokenizer) and low enough to stay clear of request-size caps.
 Model weights never go into the bundle: they come through ``model_sources``.
 
-Kernel id: ``--kernel-id OWNER/SLUG``; without it ``local/tunix-rt-<run_version, slugified>`` (e.g.
-``local/tunix-rt-m33-rehearsal``). That default serves rehearsals, which never reach Kaggle; ``push``
-requires ``--kernel-id``. The title is the slug itself, so Kaggle's slug check always agrees.
+Kernel id: ``--kernel-id OWNER/SLUG`` (the one rule: kernel_id.py); without it
+``local/tunix-rt-<run_version, slugified>`` (e.g. ``local/tunix-rt-m33-rehearsal``). That default serves
+rehearsals, which never reach Kaggle; ``push`` requires ``--kernel-id``. The title of a new kernel is its slug,
+so Kaggle's slug check always agrees; an existing kernel keeps its title (the push looks it up first).
+
+The bundle owns the pushed folder: :func:`prepare_bundle` (or :func:`adopt_bundle` for ``push --bundle DIR``)
+makes both files in memory, checked, with the final metadata (:func:`kernel_metadata`, the one place its
+fields are decided), and :meth:`PreparedBundle.write` writes them once. Nothing rewrites them afterwards: the
+push sends exactly what was written.
 """
 
 from __future__ import annotations
 
-import base64
-import gzip
-import io
-import re
-import tarfile
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-from . import paths, runstate
+from . import paths
 from .accelerators import Accelerator, resolve
 from .errors import EXIT_USAGE, TunixRtError
 from .fsutil import dumps_json, sha256_bytes, sha256_file, write_atomic
+from .kernel_id import canonical_slug
+from .kernel_id import check as check_kernel_id
+from .layout import BUNDLE_DIR, METADATA_NAME, NOTEBOOK_NAME
+from .payload import (  # noqa: F401  (the payload's public names, re-exported: bundle is their front door)
+    PAYLOAD_TAG,
+    build_payload,
+    extract_payload,
+    payload_files,
+    payload_name,
+    render_notebook,
+)
+from .runstate import BundleRecord
 
 MAX_NOTEBOOK_BYTES = 8 * 1024 * 1024
-NOTEBOOK_NAME = "kaggle_submission.ipynb"
-METADATA_NAME = "kernel-metadata.json"
-TEMPLATE_NAME = "kaggle_submission.ipynb"
-PARAMETERS_TAG = "parameters"  # papermill's tag
-PAYLOAD_TAG = "tunix-rt-payload"
 DEFAULT_KERNEL_OWNER = "local"
 DEFAULT_CONFIG = "training/configs/sft_tiny.yaml"
 MODES = ("smoke", "full")
-BUNDLE_FORMAT = 1
-
-_B64_LINE = 1000  # characters per line of the base64 payload inside the notebook cell
-# Never embedded, whatever sits in the source folders: caches and anything that smells of credentials.
-_SKIP_DIRS = {"__pycache__", ".ipynb_checkpoints", ".pytest_cache"}
-_SKIP_NAMES = re.compile(r"(^\.|\.py[co]$|^kaggle\.json$|^access_token$|\.env$|\.netrc$|\.pem$|\.key$)")
 
 
 @dataclass(frozen=True)
@@ -78,20 +81,23 @@ class BundleInfo:
     model_sources: tuple[str, ...]
     session_timeout_s: int | None = None  # baked in: a full run checkpoints and stops before it (None: never)
 
-    def state_record(self) -> dict[str, Any]:
-        """The ``bundle`` block of run_state.json."""
-        return {
-            "sha256": self.sha256,
-            "metadata_sha256": self.metadata_sha256,
-            "size_bytes": self.size_bytes,
-            "payload_sha256": self.payload_sha256,
-            "config_path": self.config_path,
-            "dataset": self.dataset,
-            "eval_set": self.eval_set,
-            "mode": self.mode,
-            "kernel_id": self.kernel_id,
-            "path": f"{runstate.BUNDLE_DIR}/{NOTEBOOK_NAME}",
-        }
+    def state_record(self) -> BundleRecord:
+        """The bundle record of the run state (runstate.py)."""
+        return BundleRecord(
+            sha256=self.sha256, metadata_sha256=self.metadata_sha256, size_bytes=self.size_bytes,
+            payload_sha256=self.payload_sha256 or None, config_path=self.config_path or None,
+            dataset=self.dataset or None, eval_set=self.eval_set or None, mode=self.mode or None,
+            kernel_id=self.kernel_id, path=f"{BUNDLE_DIR}/{self.notebook_path.name}")
+
+    def as_dict(self) -> dict[str, Any]:
+        """What ``tunix-rt bundle --json`` reports."""
+        return {"bundle_dir": str(self.bundle_dir), "notebook": str(self.notebook_path),
+                "metadata": str(self.metadata_path), "sha256": self.sha256, "metadata_sha256": self.metadata_sha256,
+                "size_bytes": self.size_bytes, "payload_sha256": self.payload_sha256,
+                "payload_files": len(self.payload_files), "kernel_id": self.kernel_id, "mode": self.mode,
+                "config": self.config_path, "dataset": self.dataset, "eval_set": self.eval_set,
+                "run_version": self.run_version, "accelerator": self.accelerator,
+                "model_sources": list(self.model_sources)}
 
 
 # --------------------------------------------------------------------------------------------- inputs
@@ -116,22 +122,6 @@ def _display(path: Path) -> str:
         return str(path)
 
 
-def _payload_name(path: Path, folder: str) -> str:
-    """Where ``path`` sits in the payload's training/ folder: its own place when it lives in training/,
-    else ``<folder>/<file name>`` (a config or eval set from elsewhere is shipped next to the stock ones)."""
-    try:
-        return path.relative_to(paths.training_dir()).as_posix()
-    except ValueError:
-        name = f"{folder}/{path.name}"
-        stock = paths.training_dir() / name
-        if stock.exists() and stock.read_bytes() != path.read_bytes():
-            raise TunixRtError(
-                f"{path}: its name collides with training/{name} (different content); rename the file",
-                EXIT_USAGE,
-            ) from None
-        return name
-
-
 def _load_config(path: Path) -> Any:
     from tunix_rt.training.config import ConfigError, load_config  # light: PyYAML only
 
@@ -152,15 +142,7 @@ def _check_dataset(key: str) -> None:
 
 def default_kernel_id(run_version: str) -> str:
     """``local/tunix-rt-<run_version>`` with the version slugified (``m33_rehearsal`` → ``m33-rehearsal``)."""
-    from slugify import slugify  # python-slugify, the same function the kaggle client checks titles with
-
-    return f"{DEFAULT_KERNEL_OWNER}/{slugify(f'tunix-rt-{run_version}')}"
-
-
-def _check_kernel_id(kernel_id: str) -> str:
-    from .kernel_id import check  # the one kernel-id rule (push and run use it too)
-
-    return check(kernel_id)
+    return f"{DEFAULT_KERNEL_OWNER}/{canonical_slug(f'tunix-rt-{run_version}')}"
 
 
 def _check_model_source(source: str, config_path: Path) -> str:
@@ -172,140 +154,99 @@ def _check_model_source(source: str, config_path: Path) -> str:
     return source
 
 
-# -------------------------------------------------------------------------------------------- payload
+# --------------------------------------------------------------------------------------------- bundle
 
 
-def payload_files(config_path: Path, eval_set_path: Path) -> dict[str, Path]:
-    """The files the kernel needs, by their name in the payload (``training/…``, ``kernel/requirements*.txt``).
+@dataclass(frozen=True)
+class PreparedBundle:
+    """A bundle in memory, checked and complete: :meth:`write` puts its two files into ``<run-dir>/bundle/``
+    (the only place they are ever written). ``parameters`` is None for a hand-made folder (``push --bundle``)."""
 
-    All of ``training/`` that the training code reads: every ``*.py`` (the entry scripts import their
-    siblings), ``configs/``, ``datasets/``, ``tokenizer/``, ``evalsets/``; plus the chosen config and eval
-    set when they live outside the checkout's training/ folder.
-    """
-    train = paths.training_dir()
-    files: dict[str, Path] = {}
+    notebook: bytes
+    metadata: dict[str, Any]
+    parameters: dict[str, Any] | None
+    payload_sha256: str | None
+    payload_files: tuple[str, ...]
+    config_path: str | None
+    dataset: str | None
+    eval_set: str | None
+    run_version: str
+    accelerator: str
 
-    def add(path: Path) -> None:
-        rel = path.relative_to(train)
-        if any(part in _SKIP_DIRS or _SKIP_NAMES.search(part) for part in rel.parts):
-            return
-        files[f"training/{rel.as_posix()}"] = path
+    @property
+    def model_sources(self) -> tuple[str, ...]:
+        return tuple(self.metadata.get("model_sources") or ())
 
-    for path in sorted(train.rglob("*.py")):
-        add(path)
-    for folder in ("configs", "datasets", "tokenizer", "evalsets"):
-        for path in sorted((train / folder).rglob("*")):
-            if path.is_file():
-                add(path)
-    files[f"training/{_payload_name(config_path, 'configs')}"] = config_path
-    files[f"training/{_payload_name(eval_set_path, 'evalsets')}"] = eval_set_path
-    for name in ("requirements.txt", "requirements-gpu.txt"):  # the GPU file: CUDA JAX when a GPU is visible
-        requirements = paths.kernel_dir() / name
-        if not requirements.is_file():
-            raise TunixRtError(f"{requirements}: missing (the kernel's pinned requirements)", EXIT_USAGE)
-        files[f"kernel/{name}"] = requirements
-    return dict(sorted(files.items()))
-
-
-def build_payload(files: Mapping[str, Path]) -> bytes:
-    """A deterministic tar.gz of ``files`` (name → source): sorted names, mtime 0, uid/gid 0 with empty
-    owner names, modes 0644, ustar format, gzip header without a name or time."""
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for name in sorted(files):
-            data = Path(files[name]).read_bytes()
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mtime = 0
-            info.mode = 0o644
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            tar.addfile(info, io.BytesIO(data))
-    out = io.BytesIO()
-    with gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0, compresslevel=9) as gz:
-        gz.write(raw.getvalue())
-    return out.getvalue()
-
-
-# ------------------------------------------------------------------------------------------- notebook
-
-
-def _payload_source(payload: bytes) -> str:
-    b64 = base64.b64encode(payload).decode("ascii")
-    lines = "\n".join(b64[i:i + _B64_LINE] for i in range(0, len(b64), _B64_LINE))
-    return (
-        "# Embedded payload, written by `tunix-rt bundle`: a deterministic tar.gz (base64) of\n"
-        "# training/ (code, configs, datasets, tokenizer, eval sets) and kernel/requirements*.txt.\n"
-        f'PAYLOAD_SHA256 = "{sha256_bytes(payload)}"\n'
-        f'PAYLOAD_B64 = """\n{lines}\n"""'
-    )
-
-
-def _parameters_source(parameters: Mapping[str, Any]) -> str:
-    from papermill.translators import translate_parameters
-
-    return translate_parameters("python", "python", dict(parameters), "Parameters").rstrip("\n")
-
-
-def _tagged_cell(nb: Any, tag: str, template: Path) -> Any:
-    cells = [c for c in nb.cells if tag in c.get("metadata", {}).get("tags", [])]
-    if len(cells) != 1:
-        raise TunixRtError(f"{template}: expected exactly one cell tagged {tag!r}, found {len(cells)}",
-                           EXIT_USAGE)
-    return cells[0]
-
-
-def render_notebook(parameters: Mapping[str, Any], payload: bytes, *, template: Path | None = None) -> str:
-    """The kernel notebook with ``parameters`` baked into its parameters cell and ``payload`` embedded, as
-    canonical nbformat 4 JSON text (sorted keys, the template's fixed cell ids, trailing newline)."""
-    import nbformat
-
-    template = template or paths.kernel_dir() / TEMPLATE_NAME
-    nb = nbformat.reads(template.read_text(encoding="utf-8"), as_version=4)
-    _tagged_cell(nb, PARAMETERS_TAG, template).source = _parameters_source(parameters)
-    _tagged_cell(nb, PAYLOAD_TAG, template).source = _payload_source(payload)
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            cell.outputs, cell.execution_count = [], None
-    nb.metadata["tunix_rt"] = {
-        "bundle_format": BUNDLE_FORMAT,
-        "parameters": dict(parameters),
-        "payload_sha256": sha256_bytes(payload),
-    }
-    text = nbformat.writes(nb, version=4)
-    return text if text.endswith("\n") else text + "\n"
+    def write(self, run_dir: Path) -> BundleInfo:
+        """Write the notebook and ``kernel-metadata.json`` atomically; returns the bundle as written."""
+        bundle_dir = Path(run_dir).resolve() / BUNDLE_DIR
+        if bundle_dir.is_dir() and not bundle_dir.is_symlink():
+            for stale in bundle_dir.iterdir():  # a file of an earlier bundle must not be pushed with this one
+                if stale.is_file() and stale.name not in (self.metadata["code_file"], METADATA_NAME):
+                    stale.unlink()
+        metadata = dumps_json(self.metadata).encode("utf-8")
+        notebook_path = write_atomic(bundle_dir / self.metadata["code_file"], self.notebook)
+        metadata_path = write_atomic(bundle_dir / METADATA_NAME, metadata)
+        params = self.parameters or {}
+        return BundleInfo(
+            bundle_dir=bundle_dir,
+            notebook_path=notebook_path,
+            metadata_path=metadata_path,
+            sha256=sha256_bytes(self.notebook),
+            metadata_sha256=sha256_bytes(metadata),
+            size_bytes=len(self.notebook),
+            payload_sha256=self.payload_sha256 or "",
+            payload_files=self.payload_files,
+            kernel_id=str(self.metadata["id"]),
+            mode=str(params.get("mode", "")),
+            config=str(params.get("config", "")),
+            config_path=self.config_path or "",
+            dataset=self.dataset or "",
+            eval_set=self.eval_set or "",
+            run_version=self.run_version,
+            accelerator=self.accelerator,
+            model_sources=self.model_sources,
+            session_timeout_s=params.get("session_timeout_s"),
+        )
 
 
 def kernel_metadata(
     kernel_id: str,
     accelerator: Accelerator,
     *,
+    title: str | None = None,
     model_sources: tuple[str, ...] = (),
     is_private: bool = True,
     enable_internet: bool = True,
+    base: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """kernel-metadata.json for ``kaggle kernels push`` (fields: Kaggle's kernel-metadata docs)."""
-    return {
+    """kernel-metadata.json for ``kaggle kernels push`` (fields: kaggle-cli docs/kernels_metadata.md).
+
+    ``title``: an existing kernel's title, kept so the push does not rename it; None for a new kernel, whose
+    title is its slug (Kaggle derives the slug from the title; kernel_id.py). ``base``: the metadata of a
+    hand-made bundle folder, whose code file, sources and keywords are kept; its id, title, machine and
+    privacy fields are replaced by these. TPU: no pinned docker image at all (kaggle-cli #1197)."""
+    meta: dict[str, Any] = {
+        "code_file": NOTEBOOK_NAME, "language": "python", "kernel_type": "notebook",
+        "dataset_sources": [], "competition_sources": [], "kernel_sources": [], "model_sources": [],
+        "keywords": [],
+    }
+    if base:
+        meta.update({k: v for k, v in base.items()
+                     if k not in ("id", "id_no", "title", "machine_shape", "docker_image", "docker_image_pinning_type",
+                                  "enable_gpu", "enable_tpu", "is_private", "enable_internet")})
+    meta.update({
         "id": kernel_id,
-        "title": kernel_id.partition("/")[2],  # = the slug, so Kaggle's title/slug check agrees
-        "code_file": NOTEBOOK_NAME,
-        "language": "python",
-        "kernel_type": "notebook",
+        "title": title or kernel_id.partition("/")[2],
         "is_private": is_private,
         "enable_internet": enable_internet,
         **accelerator.metadata_fields(),
-        "dataset_sources": [],
-        "competition_sources": [],
-        "kernel_sources": [],
-        "model_sources": list(model_sources),
-        "keywords": [],
-    }
+        "model_sources": list(model_sources) or list(meta.get("model_sources") or []),
+    })
+    return meta
 
 
-# --------------------------------------------------------------------------------------------- bundle
-
-
-def build_bundle(
+def prepare_bundle(
     run_dir: Path,
     *,
     mode: str = "smoke",
@@ -314,13 +255,13 @@ def build_bundle(
     eval_set: str | Path | None = None,
     kernel_id: str | None = None,
     accelerator: str = "cpu",
+    title: str | None = None,
     is_private: bool = True,
     enable_internet: bool = True,
     max_bytes: int = MAX_NOTEBOOK_BYTES,
-    record: bool = True,
     session_timeout_s: int | None = None,
-) -> BundleInfo:
-    """Build ``<run_dir>/bundle/`` and (``record``) note it in run_state.json; returns what was built.
+) -> PreparedBundle:
+    """Build the bundle for ``run_dir`` in memory (nothing is written; see :meth:`PreparedBundle.write`).
 
     ``config`` defaults to training/configs/sft_tiny.yaml; ``dataset`` and ``eval_set`` to the config's
     ``data.dataset`` / ``data.eval_set``. ``session_timeout_s`` is the Kaggle session timeout the push will ask
@@ -334,8 +275,7 @@ def build_bundle(
                                           or not isinstance(session_timeout_s, int) or session_timeout_s <= 0):
         raise TunixRtError(f"session timeout {session_timeout_s!r}: expected a positive number of seconds",
                            EXIT_USAGE)
-    run_dir = Path(run_dir).resolve()
-    run_version = run_dir.name
+    run_version = Path(run_dir).resolve().name
     acc = resolve(accelerator)
     config_path = _resolve_path(config or DEFAULT_CONFIG, "config")
     cfg = _load_config(config_path)
@@ -350,15 +290,15 @@ def build_bundle(
     model_sources = tuple(
         _check_model_source(s, config_path) for s in [cfg.model.kaggle_model_source] if s
     )
-    kernel_id = _check_kernel_id(kernel_id or default_kernel_id(run_version))
+    kernel_id = check_kernel_id(kernel_id or default_kernel_id(run_version))
 
     files = payload_files(config_path, eval_set_path)
     payload = build_payload(files)
     parameters = {
         "mode": mode,
-        "config": _payload_name(config_path, "configs"),
+        "config": payload_name(config_path, "configs"),
         "dataset": dataset,
-        "eval_set": _payload_name(eval_set_path, "evalsets"),
+        "eval_set": payload_name(eval_set_path, "evalsets"),
         "run_version": run_version,
         "session_timeout_s": session_timeout_s,
     }
@@ -368,64 +308,114 @@ def build_bundle(
             f"bundle notebook would be {len(notebook):,} bytes, over the {max_bytes:,}-byte limit "
             f"(payload {len(payload):,} bytes from {len(files)} files); keep weights and large data out of "
             "training/ (attach them as Kaggle model/dataset sources)", EXIT_USAGE)
-    metadata = dumps_json(kernel_metadata(kernel_id, acc, model_sources=model_sources, is_private=is_private,
-                                          enable_internet=enable_internet)).encode("utf-8")
-
-    bundle_dir = run_dir / runstate.BUNDLE_DIR
-    notebook_path = write_atomic(bundle_dir / NOTEBOOK_NAME, notebook)
-    metadata_path = write_atomic(bundle_dir / METADATA_NAME, metadata)
-    info = BundleInfo(
-        bundle_dir=bundle_dir,
-        notebook_path=notebook_path,
-        metadata_path=metadata_path,
-        sha256=sha256_bytes(notebook),
-        metadata_sha256=sha256_bytes(metadata),
-        size_bytes=len(notebook),
-        payload_sha256=sha256_bytes(payload),
-        payload_files=tuple(files),
-        kernel_id=kernel_id,
-        mode=mode,
-        config=parameters["config"],
-        config_path=f"training/{parameters['config']}",
-        dataset=dataset,
-        eval_set=f"training/{parameters['eval_set']}",
-        run_version=run_version,
-        accelerator=acc.name,
-        model_sources=model_sources,
-        session_timeout_s=session_timeout_s,
-    )
-    if record:
-        runstate.update(run_dir, run_version=run_version, mode=mode, accelerator=acc.name,
-                        bundle=info.state_record())
-        runstate.mark_stage(run_dir, "bundle", "done", sha256=info.sha256)
-    return info
+    metadata = kernel_metadata(kernel_id, acc, title=title, model_sources=model_sources, is_private=is_private,
+                               enable_internet=enable_internet)
+    return PreparedBundle(notebook, metadata, parameters, sha256_bytes(payload), tuple(files),
+                          f"training/{parameters['config']}", dataset, f"training/{parameters['eval_set']}",
+                          run_version, acc.name)
 
 
-def extract_payload(notebook_path: Path) -> bytes:
-    """The embedded payload (tar.gz bytes) of a bundle notebook, checked against its recorded sha256."""
-    import json
-
+def adopt_bundle(
+    folder: Path,
+    run_dir: Path,
+    *,
+    kernel_id: str,
+    accelerator: str,
+    title: str | None = None,
+    is_private: bool = True,
+    enable_internet: bool = True,
+) -> PreparedBundle:
+    """A bundle folder made elsewhere (``push --bundle DIR``: by ``tunix-rt bundle`` or by hand), read into
+    memory with this push's kernel id, title, accelerator and privacy (:func:`kernel_metadata`). For a TPU the
+    notebook's own pinned image is dropped too: it would override the TPU VM (kaggle-cli #1197)."""
+    folder = Path(folder)
+    meta_path = folder / METADATA_NAME
     try:
-        nb = json.loads(Path(notebook_path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise TunixRtError(f"{notebook_path}: unreadable notebook ({exc})", EXIT_USAGE) from None
-    cells = [c for c in nb.get("cells", []) if PAYLOAD_TAG in c.get("metadata", {}).get("tags", [])]
-    source = "".join(cells[0]["source"]) if len(cells) == 1 else ""
-    found = re.search(r'PAYLOAD_SHA256 = "([0-9a-f]*)"\s*PAYLOAD_B64 = """([A-Za-z0-9+/=\s]*)"""', source)
-    if not found or not found.group(2).strip():
-        raise TunixRtError(f"{notebook_path}: no embedded payload (not built by `tunix-rt bundle`)",
-                           EXIT_USAGE)
-    payload = base64.b64decode("".join(found.group(2).split()))
-    if sha256_bytes(payload) != found.group(1):
-        raise TunixRtError(f"{notebook_path}: embedded payload does not match its sha256", EXIT_USAGE)
-    return payload
+        source = json.loads(meta_path.read_text(encoding="utf-8"))
+    except OSError:
+        raise TunixRtError(f"--bundle {folder}: no {METADATA_NAME} in that folder", EXIT_USAGE) from None
+    except ValueError as exc:
+        raise TunixRtError(f"{meta_path}: unreadable kernel metadata ({type(exc).__name__})", EXIT_USAGE) from None
+    if not isinstance(source, dict) or not source.get("code_file"):
+        raise TunixRtError(f"{meta_path}: kernel metadata needs a code_file", EXIT_USAGE)
+    code = folder / str(source["code_file"])
+    if PurePosixPath(str(source["code_file"])).name != str(source["code_file"]) or not code.is_file():
+        raise TunixRtError(f"{meta_path}: code_file {source['code_file']!r} is not in the bundle", EXIT_USAGE)
+    acc = resolve(accelerator)
+    notebook = code.read_bytes()
+    if acc.enable_tpu:
+        notebook = _strip_notebook_pins(notebook)
+    try:
+        described = load_bundle(folder)
+    except TunixRtError:  # a hand-made bundle: no tunix-rt parameters to describe
+        described = None
+    metadata = kernel_metadata(check_kernel_id(kernel_id), acc, title=title, is_private=is_private,
+                               enable_internet=enable_internet, base=source)
+    nb_meta = _tunix_rt_metadata(notebook)
+    return PreparedBundle(
+        notebook, metadata, dict(nb_meta["parameters"]) if nb_meta else None,
+        str(nb_meta.get("payload_sha256")) if nb_meta else None, (),
+        described.config_path if described else None, described.dataset if described else None,
+        described.eval_set if described else None, Path(run_dir).resolve().name, acc.name)
+
+
+def _tunix_rt_metadata(notebook: bytes) -> dict[str, Any] | None:
+    try:
+        meta = json.loads(notebook).get("metadata", {}).get("tunix_rt")
+    except (ValueError, AttributeError):
+        return None
+    return meta if isinstance(meta, dict) and isinstance(meta.get("parameters"), dict) else None
+
+
+def _strip_notebook_pins(notebook: bytes) -> bytes:
+    """A pinned image in the notebook's own metadata also overrides the TPU VM (#1197): drop it."""
+    try:
+        nb = json.loads(notebook)
+    except ValueError:
+        return notebook
+    kaggle_meta = nb.get("metadata", {}).get("kaggle") if isinstance(nb, dict) else None
+    if isinstance(kaggle_meta, dict) and {"dockerImageVersionId", "accelerator"} & kaggle_meta.keys():
+        kaggle_meta.pop("dockerImageVersionId", None)
+        kaggle_meta.pop("accelerator", None)
+        return dumps_json(nb).encode("utf-8")
+    return notebook
+
+
+@dataclass(frozen=True)
+class BundleInputs:
+    """What a bundle is made from: the flags of ``bundle``, ``rehearse``, ``push`` and ``run``."""
+
+    mode: str = "smoke"
+    config: str | None = None
+    dataset: str | None = None
+    eval_set: str | None = None
+    kernel_id: str | None = None  # None: local/tunix-rt-<run version> (rehearsals)
+    accelerator: str = "cpu"
+    folder: str | None = None  # ``push --bundle DIR``: that folder instead of a build
+    is_private: bool = True
+    enable_internet: bool = True
+    session_timeout_s: int | None = None  # baked into the notebook (prepare_bundle)
+
+    def prepare(self, run_dir: Path, *, title: str | None = None) -> PreparedBundle:
+        """The bundle in memory (:func:`adopt_bundle` of ``folder``, else :func:`prepare_bundle`)."""
+        if self.folder:
+            return adopt_bundle(Path(self.folder), run_dir, kernel_id=self.kernel_id or "", title=title,
+                                accelerator=self.accelerator, is_private=self.is_private,
+                                enable_internet=self.enable_internet)
+        return prepare_bundle(run_dir, mode=self.mode, config=self.config, dataset=self.dataset,
+                              eval_set=self.eval_set, kernel_id=self.kernel_id, accelerator=self.accelerator,
+                              title=title, is_private=self.is_private, enable_internet=self.enable_internet,
+                              session_timeout_s=self.session_timeout_s)
+
+
+def build_bundle(run_dir: Path, **inputs: Any) -> BundleInfo:
+    """:func:`prepare_bundle` and write it into ``<run_dir>/bundle/``; returns what was written."""
+    return prepare_bundle(run_dir, **inputs).write(run_dir)
 
 
 def load_bundle(bundle_dir: Path) -> BundleInfo:
     """Describe an existing bundle folder (``push --bundle DIR``): checks both files and reads the
     parameters the notebook was built with. Raises TunixRtError when it is not a tunix-rt bundle."""
-    import json
-
     bundle_dir = Path(bundle_dir).resolve()
     notebook_path, metadata_path = bundle_dir / NOTEBOOK_NAME, bundle_dir / METADATA_NAME
     for path in (notebook_path, metadata_path):

@@ -33,11 +33,13 @@ from typing import Any
 
 from tunix_rt.training import contract
 
-from . import hostpaths, paths, runstate
+from . import hostpaths, paths
 from .errors import EXIT_USAGE, TunixRtError
 from .fsutil import read_json, sha256_file, write_json_atomic
+from .layout import OUTPUTS_DIR
 from .logtext import LogStats, convert_log
 from .redact import Redactor
+from .runstate import RunState, state_path
 
 MANIFEST_FILE = "run_manifest.json"
 SUMMARY_FILE = "eval_summary.json"
@@ -186,25 +188,26 @@ def _redacted(obj: Any, redactor: Redactor) -> Any:
 
 
 def fill_evidence(run_dir: Path, *, failure: str | None = None, root: Path | None = None,
-                  secrets: Iterable[str] = ()) -> Evidence:
+                  secrets: Iterable[str] = (), state: RunState | None = None) -> Evidence:
     """Write ``run_manifest.json``, ``eval_summary.json`` and ``kaggle_output_log.txt`` for ``run_dir``.
 
     ``failure`` is the runner's own one-line reason when it knows the run failed (non-zero exit); the
     evidence then says ``failed`` whatever the outputs claim. Raises :class:`TunixRtError` only when the
     run directory is not one (no run state with a platform); a failed run is evidence, not an error.
     ``secrets`` are credential values to redact on top of those found in the environment and Kaggle's
-    config files (e.g. the ones the Kaggle client actually used).
+    config files (e.g. the ones the Kaggle client actually used). ``state`` is the run state the command
+    holds (the stage engine passes it down); without it the run directory's is read.
     """
     run_dir = Path(run_dir).resolve()
     if not run_dir.is_dir():
         raise TunixRtError(f"{run_dir}: no such run directory", EXIT_USAGE)
-    state = runstate.load(run_dir)
+    state = (state or RunState.read(run_dir)).to_dict()
     platform = state.get("platform")
     if platform not in PLATFORMS:
-        raise TunixRtError(f"{runstate.state_path(run_dir)}: platform {platform!r} is not one of "
+        raise TunixRtError(f"{state_path(run_dir)}: platform {platform!r} is not one of "
                            f"{', '.join(PLATFORMS)}; was the run started by tunix-rt?", EXIT_USAGE)
     root = root or paths.project_root()
-    out_dir = run_dir / runstate.OUTPUTS_DIR / contract.OUTPUT_SUBDIR
+    out_dir = run_dir / OUTPUTS_DIR / contract.OUTPUT_SUBDIR
     problems: list[str] = []
     result = _read_output(out_dir, "run_result", problems)
     evals = _read_output(out_dir, "eval_results", problems)
@@ -241,7 +244,7 @@ def _timestamp(state: dict[str, Any], out_dir: Path, run_dir: Path) -> str:
     raw = state.get("raw_log")
     if raw and (run_dir / raw).is_file():
         return _utc_iso((run_dir / raw).stat().st_mtime)
-    return _utc_iso(runstate.state_path(run_dir).stat().st_mtime if runstate.state_path(run_dir).exists()
+    return _utc_iso(state_path(run_dir).stat().st_mtime if state_path(run_dir).exists()
                     else datetime.now(tz=UTC).timestamp())
 
 

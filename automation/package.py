@@ -27,11 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from . import hostpaths, paths, runstate
-from .bundle import METADATA_NAME, NOTEBOOK_NAME, extract_payload
+from . import hostpaths, paths
 from .errors import EXIT_USAGE, TunixRtError
 from .evidence import EVIDENCE_FILES, MANIFEST_FILE, SUMMARY_FILE
 from .fsutil import read_json, sha256_bytes, write_atomic
+from .layout import BUNDLE_DIR, METADATA_NAME, NOTEBOOK_NAME
+from .payload import extract_payload
 from .redact import Redactor
 from .run_report import REPORT_FILES
 from .validate import ALLOWED_KAGGLE_MODELS, validate_run_dir
@@ -212,13 +213,16 @@ def build_zip(members: dict[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
-def package(run_dir: Path, output_dir: Path, *, redactor: Redactor | None = None) -> PackageResult:
-    """Validate ``run_dir``'s evidence and write the submission zip of what ran into ``output_dir``."""
+def package(run_dir: Path, output_dir: Path, *, redactor: Redactor | None = None,
+            validated: bool = False) -> PackageResult:
+    """Validate ``run_dir``'s evidence and write the submission zip of what ran into ``output_dir``.
+    ``validated``: the flow validated this evidence just before (stages.ValidateStage), so it is not
+    validated twice."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise _refuse(f"{run_dir}: no such run directory")
     redactor = redactor or Redactor()
-    problems = validate_run_dir(run_dir, redactor=redactor)
+    problems = [] if validated else validate_run_dir(run_dir, redactor=redactor)
     if problems:
         raise _refuse(f"invalid evidence: {problems[0]}"
                       + (f" (and {len(problems) - 1} more; run `tunix-rt validate {run_dir}`)"
@@ -230,7 +234,7 @@ def package(run_dir: Path, output_dir: Path, *, redactor: Redactor | None = None
                       f"({manifest.get('failure_message')}); only a complete run is packaged")
 
     # The notebook that ran: the bundle's, checked against the sha256 the evidence recorded.
-    bundle_rel = f"{runstate.BUNDLE_DIR}/{NOTEBOOK_NAME}"
+    bundle_rel = f"{BUNDLE_DIR}/{NOTEBOOK_NAME}"
     shown = str(run_dir / bundle_rel)
     notebook = _run_file(run_dir, bundle_rel, "the bundle's notebook: the zip ships the notebook that ran")
     if sha256_bytes(notebook) != manifest.get("bundle_sha256"):
@@ -240,7 +244,7 @@ def package(run_dir: Path, output_dir: Path, *, redactor: Redactor | None = None
     _check_recorded(members, manifest.get("config_path"), manifest.get("config_sha256"), "config", shown)
     _check_recorded(members, summary.get("eval_set"), summary.get("eval_set_sha256"), "eval set", shown)
     members[NOTEBOOK] = notebook
-    members[METADATA] = _run_file(run_dir, f"{runstate.BUNDLE_DIR}/{METADATA_NAME}", "the kernel metadata")
+    members[METADATA] = _run_file(run_dir, f"{BUNDLE_DIR}/{METADATA_NAME}", "the kernel metadata")
     # Evidence is filed where it is committed, whatever folder the run lived in.
     run_rel = f"submission_runs/{manifest['run_version']}"
     for name in EVIDENCE_FILES:

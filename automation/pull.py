@@ -10,31 +10,33 @@
   instead of saving the error page). A URL that answers 400/403 is fetched again for that file by listing
   its page again (then every page, if the file moved), and the download goes on (at most
   ``URL_REFRESHES`` times per file).
-* Every file downloaded is recorded with its size and sha256 in run_state ``kaggle.pulled_files``; a rerun
-  (after a crash or an exit 5) does not fetch again a file that is there with that size and sha256.
+* Every file downloaded is recorded with its size and sha256 in run_state ``kaggle.pulled_files`` (the state
+  is written after each file); a rerun (after a crash or an exit 5) does not fetch again a file that is there
+  with that size and sha256.
 * A 403/404 on the output list names the kernel: this account cannot see it (kaggle_client.py).
 * The raw log (the ``log`` field, Kaggle's JSON-array text) is kept as ``<run-dir>/raw_log/<slug>.log``;
   :mod:`tunix_rt.logtext` turns it into ``kaggle_output_log.txt`` (time-ordered, folded, redacted).
-* Then :func:`tunix_rt.evidence.fill_evidence`. A kernel that ended in ERROR/cancelled still gets its log
-  and evidence (which say so); the caller exits 1.
+* Then the ``evidence`` stage (stages.py), as after any runner. A kernel that ended in ERROR/cancelled still
+  gets its log and evidence (which say so); the command exits 1.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from . import runstate
-from .errors import EXIT_API, EXIT_KERNEL_FAILED, EXIT_OK, EXIT_USAGE, TunixRtError
+from .errors import EXIT_API, EXIT_USAGE, TunixRtError
 from .fsutil import sha256_file, write_atomic
 from .kaggle_client import KaggleClient, NotVisible, UrlExpired, not_visible_error
+from .kernel_status import FINISHED, KernelStatus
+from .layout import OUTPUTS_DIR, kaggle_log
 from .progress import Reporter
+from .runstate import PulledFile, RunState
 
 PAGE_SIZE = 100  # Kaggle documents 200 as the maximum; 100 keeps one page's answer small
 MAX_PAGES = 10_000  # a server that keeps handing out tokens must not loop us forever
-FINISHED = {"COMPLETE", "ERROR", "CANCEL_ACKNOWLEDGED", "CANCEL_REQUESTED"}
 URL_REFRESHES = 5  # fresh URLs fetched for one file before giving up (exit 5)
 
 
@@ -57,6 +59,23 @@ def safe_target(root: Path, name: str) -> Path | None:
     if os.path.commonpath([real_root, real]) != real_root or real == real_root:
         return None
     return target
+
+
+@dataclass(frozen=True)
+class PullResult:
+    """What a pull fetched: files (relative to outputs/), names refused, bytes, pages, files already there and
+    verified, expired URLs fetched again."""
+
+    files: tuple[str, ...]
+    refused: tuple[str, ...]
+    bytes: int
+    pages: int
+    skipped: int
+    expired_urls: int
+
+    def details(self) -> dict[str, Any]:
+        """The pull stage's record (the file list itself is in ``kaggle.pulled_files``)."""
+        return {**asdict(self), "files": len(self.files), "refused": list(self.refused)}
 
 
 class _Pager:
@@ -92,32 +111,38 @@ class _Pager:
         raise TunixRtError(f"output list of {self.ref}/v{self.version}: {name!r} is no longer listed", EXIT_API)
 
 
-def _already_pulled(target: Path, record: Any) -> bool:
+def _already_pulled(target: Path, record: PulledFile | None) -> bool:
     """The file is there with the size and sha256 recorded when it was downloaded."""
-    if not isinstance(record, dict) or not target.is_file() or target.is_symlink():
+    if record is None or not target.is_file() or target.is_symlink():
         return False
-    return target.stat().st_size == record.get("bytes") and sha256_file(target) == record.get("sha256")
+    return target.stat().st_size == record.bytes and sha256_file(target) == record.sha256
 
 
-def _record_pulled(run_dir: Path, name: str, size: int, digest: str) -> None:
-    state = runstate.load(run_dir)
-    kaggle = state.setdefault("kaggle", {})
-    kaggle.setdefault("pulled_files", {})[name] = {"bytes": size, "sha256": digest}
-    runstate.save(run_dir, state)
+def check_finished(state: RunState, client: KaggleClient) -> None:
+    """``tunix-rt pull`` before ``wait`` saw the end: ask Kaggle; exit 2 while the version still runs."""
+    kaggle = state.kaggle
+    if kaggle is None or not kaggle.pushed or kaggle.status in FINISHED:
+        return
+    ref, version = str(kaggle.kernel_ref), int(kaggle.version_number or 0)
+    try:
+        name, failure = client.status(ref, version)
+    except NotVisible as exc:
+        raise not_visible_error(ref, exc.http_status, client.username, version) from exc
+    status = KernelStatus.parse(name)
+    if status not in FINISHED:
+        raise TunixRtError(f"{ref} v{version} is still {status}; run `tunix-rt wait` first", EXIT_USAGE)
+    kaggle.status, kaggle.failure_message = status, failure or None
 
 
-def download_outputs(run_dir: Path, client: KaggleClient, reporter: Reporter) -> dict[str, Any]:
-    """All pages, all files, the raw log. Returns a summary (files, refused, bytes, pages, skipped, expired)."""
-    state = runstate.load(run_dir)
-    kaggle = state.get("kaggle") or {}
-    ref, version = kaggle.get("kernel_ref"), kaggle.get("version_number")
-    if not ref or not version:
+def download_outputs(state: RunState, client: KaggleClient, reporter: Reporter) -> PullResult:
+    """All pages, all files, the raw log (see the module docstring)."""
+    run_dir, kaggle = state.run_dir, state.kaggle
+    if kaggle is None or not kaggle.kernel_ref or not kaggle.pushed:
         raise TunixRtError(f"{run_dir}: nothing pushed yet; run `tunix-rt push` first", EXIT_USAGE)
-    pulled = dict(kaggle.get("pulled_files") or {})
-    outputs = run_dir / runstate.OUTPUTS_DIR
+    ref, version = str(kaggle.kernel_ref), int(kaggle.version_number or 0)
+    outputs = run_dir / OUTPUTS_DIR
     outputs.mkdir(parents=True, exist_ok=True)
-    slug = ref.split("/", 1)[1]
-    pager = _Pager(client, ref, int(version))
+    pager = _Pager(client, ref, version)
     files: list[str] = []
     refused: list[str] = []
     total = skipped = expired = 0
@@ -138,7 +163,7 @@ def download_outputs(run_dir: Path, client: KaggleClient, reporter: Reporter) ->
                 reporter.warn(f"refusing output file {name!r}: it would land outside {outputs}")
                 continue
             rel = target.relative_to(outputs).as_posix()
-            if _already_pulled(target, pulled.get(name)):
+            if _already_pulled(target, kaggle.pulled_files.get(name)):
                 skipped += 1
                 files.append(rel)
                 continue
@@ -155,8 +180,8 @@ def download_outputs(run_dir: Path, client: KaggleClient, reporter: Reporter) ->
                     reporter.warn(f"download {name}: HTTP {exc.http_status} (the signed URL expired); "
                                   "listing its page again for a fresh one")
                     url = pager.fresh_url(token, name)
-            _record_pulled(run_dir, name, got.size, got.sha256)
-            pulled[name] = {"bytes": got.size, "sha256": got.sha256}
+            kaggle.pulled_files[name] = PulledFile(got.size, got.sha256)
+            state.write()  # a rerun after a crash does not fetch this file again
             total += got.size
             files.append(rel)
         token = getattr(page, "next_page_token", "") or None
@@ -166,56 +191,13 @@ def download_outputs(run_dir: Path, client: KaggleClient, reporter: Reporter) ->
             raise TunixRtError(f"output list of {ref}/v{version}: the page tokens loop (page {pages})",
                                EXIT_API)
         seen_tokens.add(token)
-    raw_dir = run_dir / runstate.RAW_LOG_DIR
-    raw_log = raw_dir / f"{slug}.log"
-    write_atomic(raw_log, log_text or "")  # an empty log (#603) is kept as an empty file
+    raw_log = kaggle_log(ref.split("/", 1)[1])
+    write_atomic(run_dir / raw_log, log_text or "")  # an empty log (#603) is kept as an empty file
+    state.raw_log = raw_log
     note = "".join([f"; refused {len(refused)}" if refused else "",
                     f"; {skipped} already pulled and verified" if skipped else "",
                     f"; {expired} expired URLs fetched again" if expired else ""])
     reporter.event("downloaded", f"pulled {len(files)} files ({total} bytes, {pages} pages) into {outputs}"
                    + note, files=len(files), bytes=total, pages=pages, refused=refused, skipped=skipped,
                    expired_urls=expired)
-    runstate.update(run_dir, raw_log=raw_log.relative_to(run_dir).as_posix())
-    runstate.mark_stage(run_dir, "pull", "done", files=len(files), refused=refused, pages=pages, bytes=total,
-                        skipped=skipped, expired_urls=expired)
-    return {"files": files, "refused": refused, "bytes": total, "pages": pages, "skipped": skipped,
-            "expired_urls": expired}
-
-
-def fill_evidence(run_dir: Path, reporter: Reporter) -> str:
-    """run_manifest.json, eval_summary.json and kaggle_output_log.txt (the raw log converted, redacted)
-    through the same code path as a rehearsal; returns the evidence status ("complete"/"failed")."""
-    from .evidence import fill_evidence as fill
-    from .run_report import write_report
-
-    evidence = fill(run_dir)
-    runstate.mark_stage(run_dir, "evidence", "done", evidence_status=evidence.status)
-    reporter.event("evidence", f"evidence: {evidence.status}"
-                   + (f" ({evidence.failure_message})" if evidence.failure_message else ""),
-                   status=evidence.status, failure_message=evidence.failure_message)
-    report = write_report(run_dir)  # report.html + loss.png next to the evidence
-    reporter.event("report", f"report: {report.html} ({report.html_bytes:,} bytes)", path=str(report.html))
-    return str(evidence.status)
-
-
-def pull(run_dir: Path, client_factory: Callable[[], KaggleClient], reporter: Reporter) -> int:
-    """``tunix-rt pull``: download, log text, evidence. Returns 0, or 1 when the kernel did not complete."""
-    client = client_factory()
-    reporter.add_secrets(client.credentials.secrets)
-    kaggle = runstate.load(run_dir).get("kaggle") or {}
-    if kaggle.get("version_number") and kaggle.get("status") not in FINISHED:
-        ref, version = kaggle["kernel_ref"], int(kaggle["version_number"])
-        try:
-            status, failure = client.status(ref, version)
-        except NotVisible as exc:
-            raise not_visible_error(ref, exc.http_status, client.username, version) from exc
-        if status not in FINISHED:
-            raise TunixRtError(f"{ref} v{version} is still {status}; "
-                               "run `tunix-rt wait` first", EXIT_USAGE)
-        state = runstate.load(run_dir)
-        state["kaggle"].update(status=status, failure_message=failure or None)
-        runstate.save(run_dir, state)
-    download_outputs(run_dir, client, reporter)
-    evidence_status = fill_evidence(run_dir, reporter)
-    status = (runstate.load(run_dir).get("kaggle") or {}).get("status")
-    return EXIT_OK if status == "COMPLETE" and evidence_status == "complete" else EXIT_KERNEL_FAILED
+    return PullResult(tuple(files), tuple(refused), total, pages, skipped, expired)

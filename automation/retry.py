@@ -13,15 +13,14 @@ The per-call deadline is not here: the SDK sends with no HTTP timeout, so :mod:`
 mounts an adapter with socket timeouts on every session the SDK opens (see there for why not a thread).
 A timed-out call raises ``requests.Timeout`` and comes back through this policy.
 
-Environment overrides (for CI and tests): ``TUNIX_RT_RETRY_ATTEMPTS``, ``TUNIX_RT_RETRY_TOTAL_S``,
-``TUNIX_RT_RETRY_BASE_S``, ``TUNIX_RT_RETRY_MAX_WAIT_S``, ``TUNIX_RT_API_TIMEOUT_S``.
+Environment overrides (for CI and tests, read in knobs.py): ``TUNIX_RT_RETRY_ATTEMPTS``,
+``TUNIX_RT_RETRY_TOTAL_S``, ``TUNIX_RT_RETRY_BASE_S``, ``TUNIX_RT_RETRY_MAX_WAIT_S``, ``TUNIX_RT_API_TIMEOUT_S``.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
-import os
 import re
 import time
 from collections.abc import Callable
@@ -31,21 +30,12 @@ from typing import Any, TypeVar
 import requests
 import tenacity
 
+from . import knobs
 from .errors import EXIT_API, EXIT_AUTH, TunixRtError
 
 T = TypeVar("T")
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-
-
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError as exc:
-        raise TunixRtError(f"environment variable {name}={raw!r} is not a number") from exc
 
 
 @dataclass(frozen=True)
@@ -65,15 +55,15 @@ class RetryPolicy:
     def from_env(cls, **overrides: Any) -> RetryPolicy:
         """The default policy with ``TUNIX_RT_RETRY_*`` / ``TUNIX_RT_API_TIMEOUT_S`` applied."""
         base = cls()
+        max_wait_s = knobs.number(knobs.RETRY_MAX_WAIT_S, base.max_wait_s)
         policy = replace(
             base,
-            attempts=max(1, int(_env_float("TUNIX_RT_RETRY_ATTEMPTS", base.attempts))),
-            total_s=_env_float("TUNIX_RT_RETRY_TOTAL_S", base.total_s),
-            base_s=_env_float("TUNIX_RT_RETRY_BASE_S", base.base_s),
-            max_wait_s=_env_float("TUNIX_RT_RETRY_MAX_WAIT_S", base.max_wait_s),
-            retry_after_fallback_s=min(base.retry_after_fallback_s,
-                                       _env_float("TUNIX_RT_RETRY_MAX_WAIT_S", base.max_wait_s)),
-            call_timeout_s=_env_float("TUNIX_RT_API_TIMEOUT_S", base.call_timeout_s),
+            attempts=max(1, int(knobs.number(knobs.RETRY_ATTEMPTS, base.attempts))),
+            total_s=knobs.number(knobs.RETRY_TOTAL_S, base.total_s),
+            base_s=knobs.number(knobs.RETRY_BASE_S, base.base_s),
+            max_wait_s=max_wait_s,
+            retry_after_fallback_s=min(base.retry_after_fallback_s, max_wait_s),
+            call_timeout_s=knobs.number(knobs.API_TIMEOUT_S, base.call_timeout_s),
         )
         return replace(policy, **overrides)
 

@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import runstate
 from .errors import EXIT_USAGE, TunixRtError
 from .evidence import MANIFEST_FILE, SUMMARY_FILE
 from .fsutil import read_json, write_atomic
+from .layout import OUTPUTS_DIR, TRAIN_OUTPUT_SUBDIR
 
 REPORT_HTML = "report.html"
 LOSS_PNG = "loss.png"
@@ -150,8 +150,8 @@ def load_report_data(run_dir: Path) -> ReportData:
             raise TunixRtError(f"{path}: not a JSON object", EXIT_USAGE)
         docs.append(doc)
     data = ReportData(run_dir, docs[0], docs[1])
-    out = run_dir / runstate.OUTPUTS_DIR / runstate.TRAIN_OUTPUT_SUBDIR
-    rel = f"{runstate.OUTPUTS_DIR}/{runstate.TRAIN_OUTPUT_SUBDIR}"
+    out = run_dir / OUTPUTS_DIR / TRAIN_OUTPUT_SUBDIR
+    rel = f"{OUTPUTS_DIR}/{TRAIN_OUTPUT_SUBDIR}"
     metrics = _read_jsonl(out / "metrics.jsonl", data.notes, f"{rel}/metrics.jsonl")
     if metrics is None:
         data.notes.append(f"{rel}/metrics.jsonl is not in this run directory: no loss curve")
@@ -210,8 +210,8 @@ def write_report(run_dir: Path) -> ReportFiles:
     run_dir = Path(run_dir)
     data = load_report_data(run_dir)
     html_path, png_path = run_dir / REPORT_HTML, run_dir / LOSS_PNG
-    if not (run_dir / runstate.OUTPUTS_DIR).is_dir() and html_path.exists():
-        raise TunixRtError(f"{run_dir}: no {runstate.OUTPUTS_DIR}/ folder, so a new report would lose the loss "
+    if not (run_dir / OUTPUTS_DIR).is_dir() and html_path.exists():
+        raise TunixRtError(f"{run_dir}: no {OUTPUTS_DIR}/ folder, so a new report would lose the loss "
                            f"curve and item table that {REPORT_HTML} (written with the outputs) has; keeping it",
                            EXIT_USAGE)
     png = loss_png(data)

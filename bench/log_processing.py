@@ -132,18 +132,18 @@ def generate_log(path: Path, size_bytes: int, seed: int = 0, secret_every: int =
 
 
 def _make_run_dir(root: Path, raw: Path) -> Path:
-    from tunix_rt import runstate
+    from tunix_rt.layout import RAW_LOG_DIR
+    from tunix_rt.runstate import RunState
 
     run_dir = root / "bench_log_run"
     if run_dir.exists():
         shutil.rmtree(run_dir)
-    (run_dir / runstate.RAW_LOG_DIR).mkdir(parents=True)
-    target = run_dir / runstate.RAW_LOG_DIR / "bench-kernel.log"
+    (run_dir / RAW_LOG_DIR).mkdir(parents=True)
+    target = run_dir / RAW_LOG_DIR / "bench-kernel.log"
     target.symlink_to(raw)  # the converter opens the path; a link avoids copying a GB
-    state = runstate.new_state(run_dir)
-    state.update(platform="kaggle", accelerator="cpu", raw_log=f"{runstate.RAW_LOG_DIR}/bench-kernel.log",
-                 run_version=run_dir.name)
-    runstate.save(run_dir, state)
+    state = RunState.new(run_dir)
+    state.platform, state.accelerator, state.raw_log = "kaggle", "cpu", f"{RAW_LOG_DIR}/bench-kernel.log"
+    state.write()
     return run_dir
 
 

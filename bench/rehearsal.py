@@ -11,7 +11,7 @@ exactly ``tunix-rt rehearse --backend B --mode smoke --run-dir DIR`` in a subpro
 * papermill's per-cell durations in the executed notebook (``outputs/__notebook__.ipynb``): the training
   cell minus ``timings_s.total`` is the training process's interpreter start and exit and its input
   checks; the other cells (dataset check, re-scoring CLI, summary) are "other notebook cells";
-* the runner's wall time (run_state ``stages.rehearse.wall_s``) minus all cells: papermill, the Jupyter
+* the runner's wall time (run_state ``stages.execute.wall_s``) minus all cells: papermill, the Jupyter
   kernel's start/stop and, for Docker, the container's start and stop;
 * the command's own wall time minus the runner's: tunix-rt start-up, bundle, evidence and validation. Bundle
   and evidence+validation are timed again, with their imports, in a fresh interpreter on the finished run
@@ -115,7 +115,7 @@ def run_once(variant: str, run_dir: Path) -> dict[str, Any]:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-8:])
         raise SystemExit(f"rehearsal: {' '.join(cmd)} exited {proc.returncode}:\n{tail}")
     state = json.loads((run_dir / "run_state.json").read_text(encoding="utf-8"))
-    runner_s = float(state["stages"]["rehearse"]["wall_s"])
+    runner_s = float(state["stages"]["execute"]["wall_s"])
     result = json.loads((run_dir / "outputs" / "output" / "run_result.json").read_text(encoding="utf-8"))
     tm = result["timings_s"]
     cells_s, train_cell_s, other_cells_s = _cells(run_dir)

@@ -226,8 +226,8 @@ def simulate(finish_s: float, *, queue_s: float, stream: bool, stream_cut_s: flo
              poll_max: float | None = None, sign_in_calls: int = 1) -> dict[str, Any]:
     """Drive the real ``wait()`` over one simulated session; return its calls and detection lag."""
     from tunix_rt import log_stream as stream_mod
-    from tunix_rt import runstate
     from tunix_rt import wait as wait_mod
+    from tunix_rt.runstate import KaggleRecord, RunState
 
     clock = SimClock()
     event_cls = type("Event", (SimEvent,), {"clock": clock})
@@ -244,17 +244,14 @@ def simulate(finish_s: float, *, queue_s: float, stream: bool, stream_cut_s: flo
     stream_mod.threading = types.SimpleNamespace(Event=event_cls, Thread=thread_cls)  # type: ignore[assignment]
     try:
         with tempfile.TemporaryDirectory(prefix="tunix-rt-wait-bench-") as tmp:
-            run_dir = Path(tmp)
-            state = runstate.new_state(run_dir)
-            state["kaggle"] = {"kernel_ref": "bench/sim", "version_number": 1, "pushed_at_epoch": T0,
-                               "session_timeout_s": 9 * 3600 + 600}
-            runstate.save(run_dir, state)
+            state = RunState.new(Path(tmp))
+            state.kaggle = KaggleRecord(kernel_ref="bench/sim", version_number=1, pushed_at_epoch=T0,
+                                        session_timeout_s=9 * 3600 + 600)
             reporter = _QuietReporter()
-            code = wait_mod.wait(run_dir, opts, lambda: status_client, reporter,  # type: ignore[arg-type]
-                                 (lambda: stream_client) if stream else None)
-            final = runstate.load(run_dir)["kaggle"]
-            recorded_calls = final.get("wait_api_calls")
-            stream_stats = final.get("log_stream") or {}
+            code = wait_mod.wait(state, opts, lambda: status_client, reporter,  # type: ignore[arg-type]
+                                 (lambda: stream_client) if stream else None).exit_code
+            recorded_calls = state.kaggle.wait_api_calls
+            stream_stats = state.kaggle.log_stream or {}
     finally:
         wait_mod.time, stream_mod.time, stream_mod.threading = real_time, real_stream_time, real_threading
         for s in clock.streams:  # never leave a watcher thread blocked

@@ -27,7 +27,8 @@ from tunix_rt.emulator.executor import ExecuteFn, Job, Result, execute
 from tunix_rt.emulator.faults import FaultConfig, FaultInjector
 from tunix_rt.emulator.rpc import DEFAULT_MODEL_SOURCES, KernelsService, Sources
 from tunix_rt.emulator.server import EmulatorServer, RecordedRequest
-from tunix_rt.emulator.store import TERMINAL, Store, Version
+from tunix_rt.emulator.store import Store, Version
+from tunix_rt.kernel_status import TERMINAL, KernelStatus
 
 
 class Emulator:
@@ -270,7 +271,7 @@ class Emulator:
         owner: str,
         slug: str,
         *,
-        status: str = "COMPLETE",
+        status: str = KernelStatus.COMPLETE,
         failure_message: str = "",
         outputs: Mapping[str, bytes] | None = None,
         log_entries: list[dict[str, Any]] | None = None,
@@ -290,7 +291,7 @@ class Emulator:
             request={"slug": f"{owner}/{slug}", "kernelType": "script", "language": "python",
                      "isPrivate": private},
             session_timeout_s=None,
-            status="RUNNING",
+            status=KernelStatus.RUNNING,
         )
         for name, data in (outputs or {}).items():
             path = version.working_dir / name
@@ -322,7 +323,7 @@ class Emulator:
         version = self._need(owner, slug, number)
         key = (owner, slug, number)
         self._cancels[key] = acknowledge_after_s
-        self.store.update(version, status="CANCEL_REQUESTED")
+        self.store.update(version, status=KernelStatus.CANCEL_REQUESTED)
         stop = self._job_stops.get(key)
         if stop is not None:
             stop.set()
@@ -350,11 +351,11 @@ class Emulator:
         job_stop = self._job_stops.setdefault(key, threading.Event())
         if self._stop.is_set():
             job_stop.set()
-        if version.status == "NEW_SCRIPT":
+        if version.status == KernelStatus.NEW_SCRIPT:
             if job_stop.wait(self.behaviour.new_script_s):
                 self._end_stopped(version, key)
                 return
-            self.store.update(version, status="QUEUED")
+            self.store.update(version, status=KernelStatus.QUEUED)
         if job_stop.wait(self.queue_seconds):
             self._end_stopped(version, key)
             return
@@ -365,7 +366,7 @@ class Emulator:
             timeout_s=version.session_timeout_s or self.session_timeout_s,
         )
         _mount_inputs(job.input_dir, links)
-        self.store.update(version, status="RUNNING", started_at=time.time())
+        self.store.update(version, status=KernelStatus.RUNNING, started_at=time.time())
         try:
             with kaggle_log.KaggleLogWriter(version.log_path) as log:
                 result = self._execute(job, log, job_stop)
@@ -378,7 +379,7 @@ class Emulator:
             return
         self.store.update(
             version,
-            status="COMPLETE" if result.ok else "ERROR",
+            status=KernelStatus.COMPLETE if result.ok else KernelStatus.ERROR,
             failure_message="" if result.ok else result.failure_message,
             finished_at=time.time(),
         )
@@ -386,15 +387,15 @@ class Emulator:
     def _end_stopped(self, version: Version, key: tuple[str, str, int]) -> None:
         """A session stopped by a cancel (CANCEL_REQUESTED → CANCEL_ACKNOWLEDGED) or by the emulator's stop."""
         if key not in self._cancels:
-            self.store.update(version, status="ERROR", failure_message="The session was stopped before it ran."
-                              if version.started_at is None else "The session was stopped (emulator shut down).",
-                              finished_at=time.time())
+            why = ("The session was stopped before it ran." if version.started_at is None
+                   else "The session was stopped (emulator shut down).")
+            self.store.update(version, status=KernelStatus.ERROR, failure_message=why, finished_at=time.time())
             return
         ack = self._cancels[key]
         if ack is None:
             return  # stays CANCEL_REQUESTED
         if not self._stop.wait(ack):
-            self.store.update(version, status="CANCEL_ACKNOWLEDGED", finished_at=time.time())
+            self.store.update(version, status=KernelStatus.CANCEL_ACKNOWLEDGED, finished_at=time.time())
 
 
 def _mount_inputs(input_dir: Path, links: dict[str, Path]) -> None:

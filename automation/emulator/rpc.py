@@ -29,6 +29,7 @@ from tunix_rt.emulator import kaggle_log
 from tunix_rt.emulator.behaviour import KaggleBehaviour
 from tunix_rt.emulator.faults import FaultInjector
 from tunix_rt.emulator.store import Kernel, Store, Version
+from tunix_rt.kernel_status import KernelStatus
 
 DEFAULT_MODEL_SOURCES: Mapping[str, Path | None] = {"google/gemma-3/transformers/gemma-3-1b-it/1": None}
 DEFAULT_PAGE_SIZE = 20  # the CLI's default
@@ -150,7 +151,8 @@ class KernelsService:
             text=text,
             request=request,
             session_timeout_s=float(timeout) if timeout else None,
-            status="COMPLETE" if quick_save else ("NEW_SCRIPT" if self.behaviour().new_script_s else "QUEUED"),
+            status=KernelStatus.COMPLETE if quick_save else (KernelStatus.NEW_SCRIPT if self.behaviour().new_script_s
+                                                             else KernelStatus.QUEUED),
         )
         with self.store.lock:
             kernel.stale_remaining = self.faults.config.stale_polls
@@ -257,11 +259,11 @@ class KernelsService:
                     max((n for n in kernel.versions if n < latest.number), default=0)
                 )
                 if previous is None:
-                    return 200, {"status": "QUEUED"}
+                    return 200, {"status": KernelStatus.QUEUED}
                 version = previous
             status, failure = version.status, version.failure_message
         answer: dict[str, Any] = {"status": status}
-        if status == "ERROR" and failure:
+        if status == KernelStatus.ERROR and failure:
             answer["failureMessage"] = failure
         return 200, answer
 

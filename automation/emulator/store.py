@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from tunix_rt.fsutil import read_json, write_atomic, write_json_atomic
+from tunix_rt.kernel_status import TERMINAL, KernelStatus
 
-TERMINAL = frozenset({"COMPLETE", "ERROR", "CANCEL_ACKNOWLEDGED"})
 FIRST_KERNEL_ID = 4242
 
 
@@ -30,7 +30,7 @@ class Version:
     number: int
     kernel_type: str  # "notebook" | "script"
     language: str
-    status: str = "QUEUED"
+    status: str = KernelStatus.QUEUED
     failure_message: str = ""
     pushed_at: float = 0.0
     started_at: float | None = None
@@ -112,7 +112,7 @@ class Store:
             for vfile in sorted(kfile.parent.glob("v*/version.json")):
                 v = Version(**{**read_json(vfile), "dir": vfile.parent})
                 if not v.finished:  # the run died with the previous emulator process
-                    v.status, v.failure_message = "ERROR", "The session was lost (emulator restarted)."
+                    v.status, v.failure_message = KernelStatus.ERROR, "The session was lost (emulator restarted)."
                     self.save_version(v)
                 kernel.versions[v.number] = v
             self._kernels[(kernel.owner, kernel.slug)] = kernel
@@ -165,7 +165,7 @@ class Store:
         text: str,
         request: dict[str, Any],
         session_timeout_s: float | None,
-        status: str = "QUEUED",
+        status: str = KernelStatus.QUEUED,
     ) -> tuple[Kernel, Version]:
         """Record a push: a new kernel if needed, the next version number, its source on disk."""
         with self.lock:

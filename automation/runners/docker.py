@@ -31,9 +31,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from .. import knobs
 from ..errors import EXIT_KERNEL_FAILED, EXIT_USAGE, TunixRtError
+from ..layout import CONSOLE_LOG, EXECUTED_NOTEBOOK, METADATA_NAME, OUTPUTS_DIR, RAW_LOG_DIR
+from ..layout import NOTEBOOK_NAME as NOTEBOOK
 from ..paths import kernel_dir, project_root
-from ..runstate import OUTPUTS_DIR, RAW_LOG_DIR
 from . import RunOutcome, compile_cache
 from .gpus import parse_gpus
 
@@ -41,11 +43,8 @@ if TYPE_CHECKING:
     import docker
 
 IMAGE_REPOSITORY = "tunix-rt/kernel"
-BASE_IMAGE_ENV = "TUNIX_RT_BASE_IMAGE"  # CI: tunix-rt/debian:bookworm (docker/make_base_image.sh)
+BASE_IMAGE_ENV = knobs.BASE_IMAGE.env  # CI: tunix-rt/debian:bookworm (docker/make_base_image.sh)
 DOCKERFILE_BASE_IMAGE = "python:3.12-slim-bookworm"  # the Dockerfile's ARG BASE_IMAGE default
-NOTEBOOK = "kaggle_submission.ipynb"  # the bundle's notebook when kernel-metadata.json names no code_file
-EXECUTED_NOTEBOOK = "__notebook__.ipynb"  # papermill's executed copy, in /kaggle/working like Kaggle's
-CONSOLE_LOG = "console.log"
 LABEL_ROLE = "tunix-rt.role"  # on every image and container this module makes
 LABEL_RUN_DIR = "tunix-rt.run-dir"  # on rehearsal containers: which run they belong to
 
@@ -54,7 +53,7 @@ INPUT_MOUNT = "/kaggle/input"
 WORKING_MOUNT = "/kaggle/working"
 
 # The socket docker/start_dockerd.sh listens on, used when DOCKER_HOST is unset and no system daemon exists.
-_PRIVATE_SOCKET = Path(os.environ.get("TUNIX_RT_DOCKER_RUN", "/run/tunix-rt-docker")) / "docker.sock"
+_PRIVATE_SOCKET = Path(knobs.text(knobs.DOCKER_RUN) or "/run/tunix-rt-docker") / "docker.sock"
 _SYSTEM_SOCKET = Path("/var/run/docker.sock")
 _HOST_CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
 
@@ -125,7 +124,7 @@ def requirements_path(accelerator: str = "cpu") -> Path:
 def default_base_image() -> str | None:
     """$TUNIX_RT_BASE_IMAGE (read here only), or None for the Dockerfile's own default
     (:data:`DOCKERFILE_BASE_IMAGE`)."""
-    return os.environ.get(BASE_IMAGE_ENV) or None
+    return knobs.text(knobs.BASE_IMAGE)
 
 
 def default_tag(base_image: str | None = None, requirements: Path | None = None, accelerator: str = "cpu") -> str:
@@ -311,7 +310,7 @@ def _bundle_notebook(bundle_dir: Path) -> str:
     if not bundle_dir.is_dir():
         raise TunixRtError(f"{bundle_dir}: no bundle folder; run tunix-rt bundle first", EXIT_USAGE)
     name = NOTEBOOK
-    metadata = bundle_dir / "kernel-metadata.json"
+    metadata = bundle_dir / METADATA_NAME
     if metadata.is_file():
         try:
             name = json.loads(metadata.read_text(encoding="utf-8")).get("code_file") or NOTEBOOK

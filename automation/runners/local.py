@@ -13,39 +13,50 @@ log of a local rehearsal reads like the Docker one and names no folder of this m
 
 The kernel runs with this interpreter (``python -m papermill … -k python3``), so the training stack must be
 installed here (the ``kernel`` extra); the notebook never pip-installs into it (``TUNIX_RT_NO_INSTALL``).
-The Kaggle emulator reuses :func:`papermill_command` and :func:`kernel_env`.
+
+:func:`run_kernel_process` is the one place a kernel process is started, pumped and stopped: the local runner
+uses it with stdout and stderr merged into one console, and the Kaggle emulator's executor
+(``emulator/executor.py``) with them apart (as Kaggle logs them), a stop signal and the session timeout.
 """
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import IO, TextIO
 
 from ..errors import EXIT_USAGE, TunixRtError
 from ..hostpaths import HostPaths, Rule, machine_rules
+from ..layout import CONSOLE_LOG, EXECUTED_NOTEBOOK, NOTEBOOK_NAME, OUTPUTS_DIR, RAW_LOG_DIR
 from ..redact import Redactor
-from ..runstate import OUTPUTS_DIR, RAW_LOG_DIR
 from . import RunOutcome, compile_cache
 
-NOTEBOOK = "kaggle_submission.ipynb"
-EXECUTED_NOTEBOOK = "__notebook__.ipynb"  # papermill's executed copy, in the working dir as on Kaggle
-CONSOLE_LOG = "console.log"
 KERNEL_NAME = "python3"
+INTERRUPT_GRACE_S = 15.0  # papermill got the same Ctrl-C and shuts its kernel down; then terminate, then kill
 
 
-def papermill_command(notebook: Path, out_notebook: Path, cwd: Path) -> list[str]:
-    """The papermill command line that executes ``notebook`` as a Kaggle batch run: cell output logged live
-    (``--log-output``), no progress bar, the kernel started in ``cwd``, this interpreter's ``python3``."""
-    return [sys.executable, "-m", "papermill", "--log-output", "--no-progress-bar", "--cwd", str(cwd),
-            str(notebook), str(out_notebook), "-k", KERNEL_NAME]
+def papermill_command(notebook: Path, out_notebook: Path, cwd: Path, *, log_output: bool = True) -> list[str]:
+    """The papermill command line that executes ``notebook`` as a Kaggle batch run: no progress bar, the
+    kernel started in ``cwd``, this interpreter's ``python3``. ``log_output``: cell output through papermill's
+    logger (one console, the local runner); else the kernel's own stdout and stderr, kept apart (the
+    emulator's Kaggle log has a stream per line, as Kaggle's does)."""
+    cmd = [sys.executable, "-m", "papermill", "--no-progress-bar", "--cwd", str(cwd), str(notebook),
+           str(out_notebook), "-k", KERNEL_NAME]
+    if log_output:
+        return [*cmd[:3], "--log-output", *cmd[3:]]
+    return [*cmd, "--stdout-file", "/dev/stdout", "--stderr-file", "/dev/stderr"]
 
 
 def kernel_env(input_dir: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -62,6 +73,120 @@ def kernel_env(input_dir: Path, base: Mapping[str, str] | None = None) -> dict[s
     return env
 
 
+@dataclass(frozen=True)
+class Execution:
+    """How a kernel process ended: its exit code, wall time, and ``stopped`` ("stop", "timeout") when it
+    was stopped rather than ending on its own."""
+
+    exit_code: int
+    wall_s: float
+    stopped: str = ""
+
+
+def _pump(pipe: IO[bytes], name: str, on_output: Callable[[str, str], None]) -> None:
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    fd = pipe.fileno()
+    while True:
+        chunk = os.read(fd, 65536)
+        text = decoder.decode(chunk, final=not chunk)
+        if text:
+            on_output(name, text)
+        if not chunk:
+            return
+
+
+def run_kernel_process(cmd: list[str], *, cwd: Path, env: Mapping[str, str],
+                       on_output: Callable[[str, str], None], merge_stderr: bool = True,
+                       own_group: bool = False, stop: threading.Event | None = None,
+                       timeout_s: float | None = None) -> Execution:
+    """Run a kernel process, handing its output to ``on_output(stream name, text)`` as it comes (from pump
+    threads; "stdout" only when ``merge_stderr``). ``own_group``: a session of its own, stopped as a group
+    (``stop`` set, ``timeout_s`` passed); else it shares this terminal's Ctrl-C, which stops it too (after a
+    grace for papermill to stop its kernel) before the KeyboardInterrupt propagates. OSError when it cannot
+    start."""
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
+                            start_new_session=own_group)
+    pipes = [(proc.stdout, "stdout")] + ([] if merge_stderr else [(proc.stderr, "stderr")])
+    pumps = [threading.Thread(target=_pump, args=(pipe, name, on_output), daemon=True) for pipe, name in pipes]
+    for pump in pumps:
+        pump.start()
+    stopped = ""
+    try:
+        while proc.poll() is None:
+            if stop is not None and stop.is_set():
+                stopped = "stop"
+            elif timeout_s is not None and time.monotonic() - start > timeout_s:
+                stopped = "timeout"
+            if stopped:
+                _stop_group(proc)
+                break
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=0.1)
+    except KeyboardInterrupt:
+        if own_group:
+            _stop_group(proc)
+        else:
+            for end, grace in ((None, INTERRUPT_GRACE_S), (proc.terminate, 5.0), (proc.kill, None)):
+                if end is not None:
+                    end()
+                try:
+                    proc.wait(timeout=grace)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        raise
+    finally:
+        proc.wait()
+        for pump in pumps:
+            pump.join(timeout=5)
+        for pipe, _ in pipes:
+            if pipe is not None:
+                pipe.close()
+    return Execution(proc.returncode, time.monotonic() - start, stopped)
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    """Stop the kernel and everything it started (papermill's ipykernel too)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=3)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+class _Console:
+    """The merged console of a local run: whole lines, redacted, to the log file and the stream."""
+
+    def __init__(self, log: TextIO, stream: TextIO | None, redactor: Redactor) -> None:
+        self.log, self.stream, self.redactor = log, stream, redactor
+        self.pending = ""
+
+    def __call__(self, _name: str, text: str) -> None:
+        complete, newline, self.pending = (self.pending + text).rpartition("\n")
+        if newline:
+            self._write(complete + newline)
+
+    def close(self) -> None:
+        if self.pending:
+            self._write(self.pending)
+            self.pending = ""
+
+    def _write(self, text: str) -> None:
+        text = self.redactor.redact(text)
+        self.log.write(text)
+        self.log.flush()
+        if self.stream is not None:
+            self.stream.write(text)
+            self.stream.flush()
+
+
 def run_local(bundle_dir: Path, run_dir: Path, *, jax_cache: str | None = None,
               stream: TextIO | None = sys.stdout) -> RunOutcome:
     """Execute ``<bundle_dir>/kaggle_submission.ipynb`` with papermill in a subprocess and return the outcome.
@@ -73,7 +198,7 @@ def run_local(bundle_dir: Path, run_dir: Path, *, jax_cache: str | None = None,
     """
     bundle_dir = Path(bundle_dir).resolve()
     run_dir = Path(run_dir).resolve()
-    notebook = bundle_dir / NOTEBOOK
+    notebook = bundle_dir / NOTEBOOK_NAME
     if not notebook.is_file():
         raise TunixRtError(f"{notebook}: the bundle's notebook is missing; run tunix-rt bundle first",
                            EXIT_USAGE)
@@ -100,43 +225,23 @@ def run_local(bundle_dir: Path, run_dir: Path, *, jax_cache: str | None = None,
                               Rule(str(input_dir), "/kaggle/input", "the input folder"),
                               Rule(str(temp_dir), "/tmp", "the kernel's temporary folder"),
                               *machine_rules(run_dir=run_dir)])
-    redactor = Redactor(paths=kaggle_names)
     _say(stream, f"local: running {notebook.name} with papermill; /kaggle/working is {outputs_dir}, "
                  f"/kaggle/input an empty read-only folder")
-    started = time.monotonic()
     try:
-        with open(log_path, "w", encoding="utf-8") as log, subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=run_dir, env=env,
-            text=True, encoding="utf-8", errors="replace", bufsize=1,
-        ) as proc:
+        with open(log_path, "w", encoding="utf-8") as log:
+            console = _Console(log, stream, Redactor(paths=kaggle_names))
             try:
-                assert proc.stdout is not None
-                for line in proc.stdout:
-                    line = redactor.redact(line)
-                    log.write(line)
-                    log.flush()
-                    if stream is not None:
-                        stream.write(line)
-                        stream.flush()
+                done = run_kernel_process(cmd, cwd=run_dir, env=env, on_output=console)
             except KeyboardInterrupt:
-                # papermill got the same Ctrl-C (one process group) and shuts its kernel down; give it a
-                # moment, then make sure it is gone.
-                _say(stream, "local: interrupted; stopping papermill")
-                for stop, grace in ((None, 15), (proc.terminate, 5), (proc.kill, None)):
-                    if stop is not None:
-                        stop()
-                    try:
-                        proc.wait(timeout=grace)
-                        break
-                    except subprocess.TimeoutExpired:
-                        continue
+                _say(stream, "local: interrupted; papermill stopped")
                 raise
-        exit_code = proc.returncode
+            finally:
+                console.close()
     finally:
-        wall_s = time.monotonic() - started
         _remove_tree(kaggle_root)
-    detail = f"papermill exit {exit_code}" + ("" if exit_code == 0 else f"; see {_relative(log_path, run_dir)}")
-    return RunOutcome("local", exit_code, outputs_dir, log_path, wall_s, detail)
+    shown_log = _relative(log_path, run_dir)
+    detail = f"papermill exit {done.exit_code}" + ("" if done.exit_code == 0 else f"; see {shown_log}")
+    return RunOutcome("local", done.exit_code, outputs_dir, log_path, done.wall_s, detail)
 
 
 def _relative(path: Path, base: Path) -> Path:
