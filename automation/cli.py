@@ -11,11 +11,13 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from . import __version__
+from . import __version__, knobs
 from .errors import EXIT_CODES, EXIT_USAGE, TunixRtError
 from .paths import DEFAULT_KAGGLE_RUN, DEFAULT_REHEARSAL_RUN
 
-_EPILOG = "exit codes: " + "; ".join(f"{code} {text}" for code, text in EXIT_CODES.items())
+_EPILOG = ("exit codes: " + "; ".join(f"{code} {text}" for code, text in EXIT_CODES.items())
+           + ". Environment: " + "; ".join(f"${k.env} ({k.flag})" for k in knobs.KNOBS if k.flag)
+           + " set flags' defaults; test/CI tuning variables are listed in docs/kaggle.md.")
 
 
 def _add_mode(p: argparse.ArgumentParser) -> None:
@@ -50,6 +52,7 @@ def _add_bundle(sub: argparse._SubParsersAction) -> None:
                    help="Kaggle kernel id written into kernel-metadata.json")
     p.add_argument("--accelerator", metavar="NAME", default="cpu",
                    help="gpu-t4x2, tpu-v5e-8, cpu or a raw Kaggle machine_shape id (default: cpu)")
+    _add_json(p)
 
 
 def _gpus(value: str) -> str:
@@ -103,11 +106,13 @@ def _add_package(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("package", help="write the deterministic submission zip for a validated run")
     p.add_argument("--run-dir", metavar="DIR", required=True, help="the run directory with evidence")
     p.add_argument("--output", metavar="DIR", default="submission", help="folder for the zip (default: submission)")
+    _add_json(p)
 
 
 def _add_report(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="write report.html and loss.png (loss curve, scores, eval items, environment)")
     p.add_argument("run_dir", metavar="RUN_DIR", help="the run directory (evidence, and outputs/ when present)")
+    _add_json(p)
 
 
 def _add_push_options(p: argparse.ArgumentParser) -> None:
@@ -138,6 +143,13 @@ def _add_wait_options(p: argparse.ArgumentParser) -> None:
                    help="overall deadline (default: the session timeout plus a margin)")
     p.add_argument("--poll-min", metavar="SECONDS", type=float, default=None, help="first poll interval")
     p.add_argument("--poll-max", metavar="SECONDS", type=float, default=None, help="poll interval cap")
+    p.add_argument("--stale-grace", metavar="SECONDS", type=float, default=None,
+                   help="after the push, a terminal status not preceded by QUEUED/RUNNING is taken for the previous "
+                        "session and a 403 for \"not visible yet\" this long ("
+                        + knobs.help_default(knobs.STALE_GRACE, "30") + ")")
+    p.add_argument("--no-log-stream", dest="log_stream", action="store_const", const=False, default=None,
+                   help="do not follow the kernel's log stream to see the end at once; poll only ("
+                        + knobs.help_default(knobs.LOG_STREAM, "on") + "; 0 turns it off)")
 
 
 def _add_wait(sub: argparse._SubParsersAction) -> None:

@@ -89,18 +89,21 @@ class Follower:
     """Shows events in one of :data:`MODES`; use as a context manager around the run.
 
     ``out`` is where JSON events and plain lines go (stdout); ``console`` is the rich console for ``live``
-    (default: one on ``out``). Every line is redacted here, whatever fed it. ``clock`` is injectable for
-    tests."""
+    (default: one on ``out``). Every line is redacted here, whatever fed it. ``clock`` (and ``start``, the
+    command's start on it) is injectable for tests; ``emit`` takes the JSON objects when a Reporter prints
+    them (progress.py), so every object of a command shares one ``t``."""
 
     def __init__(self, mode: str, *, command: str, out: TextIO | None = None, console: Any = None,
-                 clock: Callable[[], float] | None = None, refresh_per_second: float = 4.0,
-                 redactor: Redactor | None = None) -> None:
+                 clock: Callable[[], float] | None = None, start: float | None = None,
+                 refresh_per_second: float = 4.0, redactor: Redactor | None = None,
+                 emit: Callable[[dict[str, Any]], None] | None = None) -> None:
         if mode not in MODES:
             raise ValueError(f"follow mode {mode!r}: expected one of {MODES}")
         self.mode = mode
         self.command = command
         self._out = out
-        self.metrics = LiveMetrics(clock=clock) if clock is not None else LiveMetrics()
+        self._emit_json = emit  # JSON objects go here (the command's Reporter) instead of straight to ``out``
+        self.metrics = LiveMetrics(clock=clock, start=start) if clock is not None else LiveMetrics(start=start)
         self._console = console
         self._live: Any = None
         self._refresh = refresh_per_second
@@ -173,6 +176,9 @@ class Follower:
         return Group(render_panel(self.metrics.state, t), Text("\n".join(tail), no_wrap=True, overflow="ellipsis"))
 
     def _json(self, obj: dict[str, Any]) -> None:
+        if self._emit_json is not None:
+            self._emit_json(obj)
+            return
         self.out.write(json.dumps(obj, ensure_ascii=False) + "\n")
         self.out.flush()
 

@@ -11,7 +11,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from tunix_rt import paths, runstate
+from tunix_rt import paths
 from tunix_rt.bundle import (
     MAX_NOTEBOOK_BYTES,
     build_bundle,
@@ -128,10 +128,11 @@ def test_title_agrees_with_the_slug_as_kaggle_checks_it(tmp_path: Path) -> None:
     assert slugify(meta["title"]) == meta["id"].split("/")[1] and len(meta["title"]) >= 5
 
 
-def test_run_state_records_the_bundle(tmp_path: Path) -> None:
+def test_run_state_records_the_bundle(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run_dir = tmp_path / "m33_rehearsal"
-    info = build_bundle(run_dir, mode="smoke", accelerator="cpu")
-    state = runstate.load(run_dir)
+    assert main(["bundle", "--mode", "smoke", "--accelerator", "cpu", "--run-dir", str(run_dir)]) == 0
+    info = load_bundle(run_dir / "bundle")
+    state = json.loads((run_dir / "run_state.json").read_text(encoding="utf-8"))
     bundle = state["bundle"]
     assert bundle["sha256"] == sha256_file(run_dir / "bundle" / "kaggle_submission.ipynb") == info.sha256
     assert bundle["metadata_sha256"] == sha256_file(run_dir / "bundle" / "kernel-metadata.json")
@@ -213,9 +214,10 @@ def test_no_credentials_in_the_bundle(tmp_path: Path, monkeypatch: pytest.Monkey
     (training / "access_token").write_text(token)
     monkeypatch.setattr(paths, "training_dir", lambda: training)
 
-    info = build_bundle(tmp_path / "m33_rehearsal", mode="smoke")
+    assert main(["bundle", "--mode", "smoke", "--run-dir", str(tmp_path / "m33_rehearsal")]) == 0
+    info = load_bundle(tmp_path / "m33_rehearsal" / "bundle")
     blobs = [info.notebook_path.read_text(encoding="utf-8"), info.metadata_path.read_text(encoding="utf-8"),
-             _payload_text(info.notebook_path), json.dumps(runstate.load(tmp_path / "m33_rehearsal"))]
+             _payload_text(info.notebook_path), (tmp_path / "m33_rehearsal" / "run_state.json").read_text()]
     for blob in blobs:
         for secret in (key, token, "sentinel-user-x"):
             assert secret not in blob
@@ -234,3 +236,21 @@ def test_session_timeout_is_baked_and_checked(tmp_path: Path) -> None:
     for bad in (0, -5, 1.5, True):
         with pytest.raises(TunixRtError, match="session timeout"):
             build_bundle(tmp_path / "bad", mode="full", session_timeout_s=bad)
+
+
+def test_cli_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cli_json import json_lines
+
+    run_dir = tmp_path / "m33_rehearsal"
+    assert main(["bundle", "--run-dir", str(run_dir), "--json"]) == 0
+    objects = json_lines(capsys.readouterr().out, "bundle", 0)
+    result = objects[-1]
+    assert [o["event"] for o in objects] == ["bundle", "result"]
+    assert result["sha256"] == sha256_file(run_dir / "bundle" / "kaggle_submission.ipynb")
+    assert (result["kernel_id"], result["mode"], result["config"]) == (
+        "local/tunix-rt-m33-rehearsal", "smoke", "training/configs/sft_tiny.yaml")
+    assert main(["bundle", "--run-dir", str(tmp_path / "bad"), "--mode", "smoke", "--config", "nope.yaml",
+                 "--json"]) == EXIT_USAGE
+    (result,) = json_lines(capsys.readouterr().out, "bundle", EXIT_USAGE)
+    assert "nope.yaml" in result["error"]
+    assert not (tmp_path / "bad").exists()

@@ -214,3 +214,16 @@ def test_cli(run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert main(["package", "--run-dir", str(run), "--output", str(out_dir)]) == EXIT_USAGE
     err = capsys.readouterr().err
     assert err.startswith("tunix-rt package: error: ") and err.count("\n") == 1
+
+
+def test_cli_json(project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from cli_json import json_lines
+
+    monkeypatch.setattr(package_mod.paths, "project_root", lambda: project)
+    out_dir = project / "submission"
+    assert main(["package", "--run-dir", str(project / RUN), "--output", str(out_dir), "--json"]) == EXIT_OK
+    (result,) = json_lines(capsys.readouterr().out, "package", EXIT_OK)
+    assert Path(result["zip"]).is_file() and result["sha256"] and README_NAME in result["members"]
+    assert main(["package", "--run-dir", str(project / "nowhere"), "--json"]) == EXIT_USAGE
+    (result,) = json_lines(capsys.readouterr().out, "package", EXIT_USAGE)
+    assert "no such run directory" in result["error"]

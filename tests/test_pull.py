@@ -10,8 +10,16 @@ from kaggle_e2e_helpers import USER, cli_env, make_bundle, push_args, state, tun
 from tunix_rt.emulator import Emulator
 from tunix_rt.errors import EXIT_USAGE, TunixRtError
 from tunix_rt.kaggle_client import connect
+from tunix_rt.kernel_status import KernelStatus
 from tunix_rt.progress import Reporter
 from tunix_rt.pull import download_outputs
+from tunix_rt.runstate import KaggleRecord, RunState
+
+
+def pushed_state(run: Path, ref: str) -> RunState:
+    state = RunState.new(run)
+    state.kaggle = KaggleRecord(kernel_ref=ref, version_number=1, status=KernelStatus.COMPLETE)
+    return state
 
 
 def test_a_pull_across_expired_urls_completes_and_a_rerun_fetches_nothing_again(emu: Emulator, tmp_path: Path,
@@ -62,24 +70,20 @@ def test_urls_that_expire_with_403_are_fetched_again_in_process(emu: Emulator, c
                                                                tmp_path: Path) -> None:
     emu.set_behaviour(url_expired_status=403)
     emu.seed_version(USER, "many-files", outputs={f"f{i}.txt": str(i).encode() for i in range(4)})
-    run = tmp_path / "run"
-    from tunix_rt import runstate
-
-    runstate.update(run, kaggle={"kernel_ref": f"{USER}/many-files", "version_number": 1, "status": "COMPLETE"})
+    state = pushed_state(tmp_path / "run", f"{USER}/many-files")
     emu.set_faults(url_ttl=0.5, latency=0.3, page_size_cap=2)
-    summary = download_outputs(run, connect(), Reporter("pull"))
-    assert summary["expired_urls"] >= 1 and sorted(summary["files"]) == [f"f{i}.txt" for i in range(4)]
-    assert [r.status for r in emu.calls("blob")].count(403) == summary["expired_urls"]
+    summary = download_outputs(state, connect(), Reporter("pull"))
+    assert summary.expired_urls >= 1 and sorted(summary.files) == [f"f{i}.txt" for i in range(4)]
+    assert [r.status for r in emu.calls("blob")].count(403) == summary.expired_urls
+    # each file was recorded (and the state written) as it arrived
+    assert sorted(RunState.read(tmp_path / "run").kaggle.pulled_files) == [f"f{i}.txt" for i in range(4)]
 
 
 def test_an_output_list_this_account_cannot_see_names_the_kernel(emu: Emulator, client_env: None,
                                                                 tmp_path: Path) -> None:
     emu.seed_version("bob", "private-kern")
-    from tunix_rt import runstate
-
-    runstate.update(tmp_path / "run", kaggle={"kernel_ref": "bob/private-kern", "version_number": 1,
-                                              "status": "COMPLETE"})
+    state = pushed_state(tmp_path / "run", "bob/private-kern")
     with pytest.raises(TunixRtError) as info:
-        download_outputs(tmp_path / "run", connect(), Reporter("pull"))
+        download_outputs(state, connect(), Reporter("pull"))
     assert info.value.exit_code == EXIT_USAGE
     assert "HTTP 403 for bob/private-kern v1" in info.value.message and "credential" not in info.value.message

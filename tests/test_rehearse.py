@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tunix_rt import paths, runstate
+from tunix_rt import paths
 from tunix_rt.cli import main
 from tunix_rt.errors import EXIT_KERNEL_FAILED
 from tunix_rt.fsutil import read_json, sha256_file
@@ -27,6 +27,7 @@ from tunix_rt.package import NOTEBOOK, package
 from tunix_rt.rehearse import choose_backend
 from tunix_rt.runners import compile_cache
 from tunix_rt.runners.docker import docker_available, docker_host
+from tunix_rt.runstate import RunState
 from tunix_rt.validate import validate_run_dir
 
 BANNER = "✅ Smoke run completed successfully!"
@@ -116,11 +117,11 @@ def test_local_smoke_rehearsal_end_to_end(rehearsed: Rehearsed, tmp_path: Path) 
     assert (manifest["config_path"], summary["eval_set"]) == ("training/configs/sft_tiny.yaml",
                                                               "training/evalsets/eval_v1.jsonl")
 
-    state = runstate.load(run_dir)
-    assert (state["platform"], state["accelerator"]) == ("local", "cpu")
-    assert state["raw_log"] == "raw_log/console.log"
-    assert state["command"].startswith("tunix-rt rehearse --backend local --mode smoke --run-dir output/")
-    assert state["stages"]["rehearse"]["status"] == "done"
+    state = RunState.read(run_dir)
+    assert (state.platform, state.accelerator) == ("local", "cpu")
+    assert state.raw_log == "raw_log/console.log"
+    assert state.command.startswith("tunix-rt rehearse --backend local --mode smoke --run-dir output/")
+    assert {name for name, rec in state.stages.items() if rec.done} == {"bundle", "execute", "evidence", "validate"}
     kernel_run = read_json(run_dir / "outputs" / "output" / "kernel_run.json")
     assert kernel_run["status"] == "complete" and kernel_run["run_version"] == "m33_rehearsal"
 
@@ -215,7 +216,7 @@ def test_failed_notebook_still_gets_evidence_and_exits_1(tmp_path: Path,
     assert manifest["status"] == "failed" and manifest["failure_message"]
     assert (run_dir / "kaggle_output_log.txt").read_text(encoding="utf-8").strip()
     assert 'class="badge failed"' in (run_dir / "report.html").read_text(encoding="utf-8")  # a report says so
-    assert runstate.load(run_dir)["stages"]["rehearse"]["status"] == "failed"
+    assert RunState.read(run_dir).stage("execute").status == "failed"
     for name in EVIDENCE:  # a failed run's evidence is as portable as a complete one's
         text = (run_dir / name).read_text(encoding="utf-8")
         assert _leaks(text, run_dir) == [], name
@@ -244,7 +245,7 @@ def test_explicit_docker_that_cannot_build_exits_1_naming_the_daemon(daemon: str
     assert len(err) == 1 and err[0].startswith("tunix-rt rehearse: error: docker build of tunix-rt/kernel:")
     assert f"at {daemon} failed" in err[0] and f"base image {BOGUS_BASE}" in err[0]
     assert "docker/make_base_image.sh" in err[0] and "--base-image tunix-rt/debian:bookworm" in err[0]
-    assert runstate.load(tmp_path / "m33")["stages"]["rehearse"]["status"] == "failed"
+    assert RunState.read(tmp_path / "m33").stage("execute").status == "failed"
 
 
 @pytest.mark.docker
@@ -259,5 +260,18 @@ def test_auto_falls_back_to_local_when_the_image_cannot_be_built(daemon: str, tm
     assert len(fallback) == 1 and f"at {daemon} failed" in fallback[0] and BOGUS_BASE in fallback[0]
     manifest = read_json(run_dir / "run_manifest.json")
     assert manifest["status"] == "complete" and manifest["environment"]["platform"] == "local"
-    stage = runstate.load(run_dir)["stages"]["rehearse"]
-    assert (stage["status"], stage["backend"]) == ("done", "local")
+    stage = RunState.read(run_dir).stage("execute")
+    assert (stage.status, stage.details["backend"], stage.details["fallback_from"]) == ("done", "local", "docker")
+
+
+def test_json_bad_input_ends_with_a_result_and_writes_nothing(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from cli_json import json_lines
+
+    run_dir = tmp_path / "m33_rehearsal"
+    code = main(["rehearse", "--backend", "local", "--json", "--run-dir", str(run_dir), "--config", "nope.yaml"])
+    assert code == 2
+    objects = json_lines(capsys.readouterr().out, "rehearse", 2)
+    assert {o["event"] for o in objects[:-1]} <= {"log"} and objects[-1]["run_dir"] == str(run_dir.resolve())
+    assert "config nope.yaml: no such file" in objects[-1]["error"]
+    assert not run_dir.exists()

@@ -169,12 +169,27 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_pull_writes_the_report_after_the_evidence(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tunix_rt.engine import Context, run_flow
     from tunix_rt.progress import Reporter
-    from tunix_rt.pull import fill_evidence as pull_evidence
+    from tunix_rt.runstate import RunState
+    from tunix_rt.stages import EvidenceStage
 
     run_dir = write_trained_run(tmp_path / "m33_v1", platform="kaggle", kaggle=kaggle_block(), fill=False)
-    assert pull_evidence(run_dir, Reporter("pull", json_mode=True)) == "complete"
+    flow = run_flow([EvidenceStage()], Context(RunState.read(run_dir), Reporter("pull", json_mode=True)))
+    assert flow.exit_code == 0 and flow.values["evidence"].status == "complete"
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [e["event"] for e in events] == ["evidence", "report"]
     assert events[1]["path"] == str(run_dir / REPORT_HTML)
     assert len(Page((run_dir / REPORT_HTML).read_text(encoding="utf-8")).rows) == 6
+
+
+def test_cli_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cli_json import json_lines
+
+    run_dir = write_trained_run(tmp_path / "m33_v1", platform="kaggle", kaggle=kaggle_block())
+    assert main(["report", str(run_dir), "--json"]) == 0
+    (result,) = json_lines(capsys.readouterr().out, "report", 0)
+    assert result["html"] == str(run_dir / REPORT_HTML) and (result["items"], result["loss_points"]) == (6, 9)
+    assert main(["report", str(tmp_path / "nowhere"), "--json"]) == EXIT_USAGE
+    (result,) = json_lines(capsys.readouterr().out, "report", EXIT_USAGE)
+    assert "no such run directory" in result["error"]

@@ -227,6 +227,7 @@ def test_cli_json(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate", "--json", str(run)]) == EXIT_USAGE
     report = json.loads(capsys.readouterr().out)
     assert report["ok"] is False
+    assert (report["event"], report["command"], report["exit_code"]) == ("result", "validate", EXIT_USAGE)
     assert report["problems"] == [
         {"path": str(run / MANIFEST_FILE), "field": "command", "problem": "missing required field"}
     ]
@@ -246,3 +247,16 @@ def test_cli_with_no_run_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(paths, "submission_runs_dir", lambda: tmp_path / "submission_runs")
     assert main(["validate"]) == EXIT_USAGE
     assert "no run folders under" in capsys.readouterr().err
+
+
+def test_cli_json_ok_and_bad_input(run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from cli_json import json_lines
+
+    assert main(["validate", "--json", str(run)]) == EXIT_OK
+    (result,) = json_lines(capsys.readouterr().out, "validate", EXIT_OK)
+    assert result["ok"] is True and result["problems"] == [] and result["run_dirs"] == [str(run)]
+    monkeypatch.setattr(paths, "submission_runs_dir", lambda: tmp_path / "none")
+    assert main(["validate", "--json"]) == EXIT_USAGE
+    (result,) = json_lines(capsys.readouterr().out, "validate", EXIT_USAGE)
+    assert "no run folders under" in result["error"]

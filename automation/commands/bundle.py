@@ -6,25 +6,29 @@ import argparse
 from pathlib import Path
 
 from .. import paths
-from ..bundle import build_bundle
+from ..bundle import BundleInfo, BundleInputs
+from ..engine import Context, run_flow
+from ..progress import Reporter
+from ..runstate import RunState
+from ..stages import BundleStage
 
 
 def run(args: argparse.Namespace) -> int:
+    reporter = Reporter("bundle", json_mode=args.json, to_stdout=True)
     run_dir = Path(args.run_dir) if args.run_dir else paths.default_run_dir(paths.DEFAULT_REHEARSAL_RUN)
-    info = build_bundle(
-        run_dir,
-        mode=args.mode,
-        config=args.config,
-        dataset=args.dataset,
-        eval_set=args.eval_set,
-        kernel_id=args.kernel_id,
-        accelerator=args.accelerator,
-    )
-    print(f"bundle: {info.bundle_dir}")
-    print(f"  kernel id   {info.kernel_id} ({info.accelerator}, mode {info.mode})")
-    print(f"  config      {info.config_path}; dataset {info.dataset}; eval set {info.eval_set}")
-    if info.model_sources:
-        print(f"  model       {', '.join(info.model_sources)}")
-    print(f"  notebook    {info.size_bytes:,} bytes, sha256 {info.sha256}")
-    print(f"  payload     {len(info.payload_files)} files, sha256 {info.payload_sha256}")
-    return 0
+    inputs = BundleInputs(mode=args.mode, config=args.config, dataset=args.dataset, eval_set=args.eval_set,
+                          kernel_id=args.kernel_id, accelerator=args.accelerator)
+
+    def body() -> int:
+        state = RunState.read(run_dir)
+        flow = run_flow([BundleStage(inputs)], Context(state, reporter))
+        info: BundleInfo = flow.values["bundle"]
+        lines = [f"  kernel id   {info.kernel_id} ({info.accelerator}, mode {info.mode})",
+                 f"  config      {info.config_path}; dataset {info.dataset}; eval set {info.eval_set}"]
+        if info.model_sources:
+            lines.append(f"  model       {', '.join(info.model_sources)}")
+        lines.append(f"  payload     {len(info.payload_files)} files, sha256 {info.payload_sha256}")
+        reporter.result(0, "\n".join(lines), run_dir=str(run_dir), **info.as_dict())
+        return 0
+
+    return reporter.run(body)

@@ -24,41 +24,39 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed, rate_429=args.rate_429, retry_after=args.retry_after, rate_5xx=args.rate_5xx,
             rate_drop=args.rate_drop, latency=args.latency, stale_polls=args.stale_polls,
             page_size_cap=args.page_size_cap,
-            url_ttl=getattr(args, "url_ttl", None),
+            url_ttl=args.url_ttl,
         )
-        cut = getattr(args, "stream_idle_cut", 180.0)
+        cut = args.stream_idle_cut
         behaviour = KaggleBehaviour(
-            hidden_kernel_status=getattr(args, "hidden_kernel_status", 403),
-            version_lags=bool(getattr(args, "version_lags", False)),
+            hidden_kernel_status=args.hidden_kernel_status,
+            version_lags=args.version_lags,
             stream_idle_cut_s=cut if cut and cut > 0 else None,
-            stream_cut_clean=bool(getattr(args, "stream_cut_clean", False)),
-            url_expired_status=getattr(args, "url_expired_status", 400),
-            new_script_s=getattr(args, "new_script_seconds", 0.0) or 0.0,
+            stream_cut_clean=args.stream_cut_clean,
+            url_expired_status=args.url_expired_status,
+            new_script_s=args.new_script_seconds or 0.0,
         )
-        gpu = _hours_pair(getattr(args, "quota_gpu", None), "--quota-gpu", (0.0, 30.0))
-        tpu = _hours_pair(getattr(args, "quota_tpu", None), "--quota-tpu", (0.0, 20.0))
+        gpu = _hours_pair(args.quota_gpu, "--quota-gpu", (0.0, 30.0))
+        tpu = _hours_pair(args.quota_tpu, "--quota-tpu", (0.0, 20.0))
         quota = QuotaConfig(gpu_used_h=gpu[0], gpu_allowed_h=gpu[1], tpu_used_h=tpu[0], tpu_allowed_h=tpu[1])
     except ValueError as exc:
         raise TunixRtError(f"emulator: {exc}", EXIT_USAGE) from exc
-    # Flags below are optional extras of the parser (getattr: absent in an older parser).
-    tokens = dict(_token_pair(t) for t in getattr(args, "token", None) or [])
-    auth = AuthConfig(rejected_keys=frozenset(getattr(args, "reject_key", None) or []), tokens=tokens)
-    models = getattr(args, "known_model_source", None)
+    tokens = dict(_token_pair(t) for t in args.token or [])
+    auth = AuthConfig(rejected_keys=frozenset(args.reject_key or []), tokens=tokens)
+    models = args.known_model_source
     data_dir = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="tunix-rt-emulator-"))
     emulator = Emulator(
         data_dir, host=args.host, port=args.port, faults=faults, auth=auth, queue_seconds=args.queue_seconds,
         known_model_sources=_model_sources(models) if models else None, log_to=sys.stderr,
-        session_timeout_s=getattr(args, "session_timeout", None),
-        behaviour=behaviour, quota=quota, serve_quota=not getattr(args, "no_quota_endpoint", False),
+        session_timeout_s=args.session_timeout,
+        behaviour=behaviour, quota=quota, serve_quota=not args.no_quota_endpoint,
     )
     try:
         emulator.start()
     except OSError as exc:
         raise TunixRtError(f"emulator: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
                            EXIT_USAGE) from exc
-    push_error = getattr(args, "push_error", None)
-    if push_error:
-        emulator.fail_next_pushes(push_error, times=1_000_000)
+    if args.push_error:
+        emulator.fail_next_pushes(args.push_error, times=1_000_000)
     _print_banner(emulator, data_dir)
     try:
         while True:

@@ -1,16 +1,21 @@
-"""What the Kaggle verbs (push, wait, pull, run) share: reading their flags and reporting the result."""
+"""What the Kaggle verbs (push, wait, pull, run) share: typed options from their flags, the Kaggle runner, and
+the result line they print."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from .. import paths
+from .. import kernel_id, paths
+from ..bundle import BundleInputs
 from ..errors import TunixRtError
 from ..kaggle_client import KaggleClient, connect
 from ..progress import Reporter
 from ..push import PushOptions
+from ..runners.kaggle import KaggleRunner
+from ..runstate import RunState
 from ..wait import WaitOptions
 
 STREAM_READ_TIMEOUT_S = 900.0  # the log stream can be quiet for minutes while a model trains
@@ -21,41 +26,44 @@ def run_dir_of(args: argparse.Namespace) -> Path:
     return Path(args.run_dir) if args.run_dir else paths.default_run_dir(paths.DEFAULT_KAGGLE_RUN)
 
 
+def bundle_inputs(args: argparse.Namespace) -> BundleInputs:
+    """The bundle to push; the kernel id is checked here, before any call and any file."""
+    return BundleInputs(mode=args.mode, config=args.config, dataset=args.dataset, eval_set=args.eval_set,
+                        kernel_id=kernel_id.check(args.kernel_id), accelerator=args.accelerator, folder=args.bundle,
+                        is_private=not args.public, enable_internet=not args.no_internet)
+
+
 def push_options(args: argparse.Namespace) -> PushOptions:
     if args.session_timeout is not None and args.session_timeout <= 0:
         raise TunixRtError("--session-timeout must be a positive number of seconds")
-    return PushOptions(kernel_id=args.kernel_id, accelerator=args.accelerator, mode=args.mode,
-                       config=args.config, dataset=args.dataset, eval_set=args.eval_set, bundle=args.bundle,
-                       session_timeout=args.session_timeout, public=args.public, no_internet=args.no_internet,
-                       ignore_quota=bool(getattr(args, "ignore_quota", False)))
+    return PushOptions(session_timeout=args.session_timeout, ignore_quota=args.ignore_quota)
 
 
 def wait_options(args: argparse.Namespace) -> WaitOptions:
-    return WaitOptions.from_args(args.timeout, args.poll_min, args.poll_max)
+    return WaitOptions.from_args(args.timeout, args.poll_min, args.poll_max, args.stale_grace, args.log_stream)
 
 
-def client_factory(reporter: Reporter) -> Callable[[], KaggleClient]:
-    """Connect lazily (and once): commands that skip every stage never touch the network."""
-    cache: list[KaggleClient] = []
-
-    def factory() -> KaggleClient:
-        if not cache:
-            cache.append(connect(warn=reporter.warn))
-        return cache[0]
-
-    return factory
-
-
-def stream_factory(reporter: Reporter) -> Callable[[], KaggleClient]:
-    """The log-stream client (a long read timeout); the watcher makes it once and reuses it for every
-    reconnect. The main client already checked the credentials, so this one does not again."""
-    return lambda: connect(warn=reporter.warn, read_timeout_s=STREAM_READ_TIMEOUT_S, verify=False)
+def kaggle_runner(reporter: Reporter, *, push: PushOptions | None = None, wait: WaitOptions | None = None,
+                  stream: bool = False) -> KaggleRunner:
+    """The Kaggle runner; it connects on first use, so commands that skip every stage never touch the network.
+    ``stream``: also the log-stream client (a long read timeout; the main client already checked the
+    credentials, so this one does not again)."""
+    stream_factory: Callable[[], KaggleClient] | None = None
+    if stream:
+        def stream_factory() -> KaggleClient:
+            return connect(warn=reporter.warn, read_timeout_s=STREAM_READ_TIMEOUT_S, verify=False)
+    return KaggleRunner(lambda: connect(warn=reporter.warn), stream_factory=stream_factory, push_options=push,
+                        wait_options=wait)
 
 
-def reported(reporter: Reporter, body: Callable[[], int]) -> int:
-    """Run ``body``; with ``--json`` a failure still ends with a result object (cli.py prints the error)."""
-    try:
-        return body()
-    except TunixRtError as exc:
-        reporter.result(exc.exit_code, error=exc.message)
-        raise
+def kaggle_fields(state: RunState) -> dict[str, Any]:
+    """The result's ``run_dir`` and ``kaggle`` fields (the Kaggle record as run_state.json has it)."""
+    return {"run_dir": str(state.run_dir), "kaggle": state.kaggle.to_dict() if state.kaggle else {}}
+
+
+def version_line(state: RunState) -> str:
+    """``owner/slug vN: STATUS``."""
+    kaggle = state.kaggle
+    if kaggle is None:
+        return f"{state.run_dir}: nothing pushed"
+    return f"{kaggle.kernel_ref} v{kaggle.version_number}: {kaggle.status}"

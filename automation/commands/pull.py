@@ -1,13 +1,16 @@
-"""``tunix-rt pull``: download the pushed version's outputs and log, fill evidence."""
+"""``tunix-rt pull``: download the pushed version's outputs and log, fill evidence (pull → evidence)."""
 
 from __future__ import annotations
 
 import argparse
 
-from .. import runstate
+from ..engine import Context, run_flow
+from ..layout import OUTPUTS_DIR
 from ..progress import Reporter
-from ..pull import pull
-from .kaggle_args import client_factory, reported, run_dir_of
+from ..runners.kaggle import PullStage
+from ..runstate import RunState
+from ..stages import EvidenceStage
+from .kaggle_args import kaggle_fields, kaggle_runner, run_dir_of
 
 
 def run(args: argparse.Namespace) -> int:
@@ -15,11 +18,12 @@ def run(args: argparse.Namespace) -> int:
     run_dir = run_dir_of(args)
 
     def body() -> int:
-        code = pull(run_dir, client_factory(reporter), reporter)
-        state = runstate.load(run_dir)
-        reporter.result(code, f"outputs in {run_dir / runstate.OUTPUTS_DIR}; evidence "
-                        f"{state.get('stages', {}).get('evidence', {}).get('status')}", run_dir=str(run_dir),
-                        kaggle=state.get("kaggle"))
-        return code
+        state = RunState.read(run_dir)
+        flow = run_flow([PullStage(kaggle_runner(reporter)), EvidenceStage()], Context(state, reporter))
+        evidence = state.stage("evidence")
+        status = evidence.details.get("evidence_status") if evidence else None
+        reporter.result(flow.exit_code, f"outputs in {run_dir / OUTPUTS_DIR}; evidence {status}",
+                        **kaggle_fields(state))
+        return flow.exit_code
 
-    return reported(reporter, body)
+    return reporter.run(body)

@@ -1,12 +1,13 @@
-"""``tunix-rt push``: push the run's bundle to Kaggle, exactly once per run."""
+"""``tunix-rt push``: push the run's bundle to Kaggle, exactly once per run (preflight → bundle → push)."""
 
 from __future__ import annotations
 
 import argparse
 
+from ..engine import Context, run_flow
 from ..progress import Reporter
-from ..push import push
-from .kaggle_args import client_factory, push_options, reported, run_dir_of
+from ..runstate import RunState
+from .kaggle_args import bundle_inputs, kaggle_fields, kaggle_runner, push_options, run_dir_of
 
 
 def run(args: argparse.Namespace) -> int:
@@ -14,9 +15,13 @@ def run(args: argparse.Namespace) -> int:
     run_dir = run_dir_of(args)
 
     def body() -> int:
-        kaggle = push(run_dir, push_options(args), client_factory(reporter), reporter)
-        reporter.result(0, f"{kaggle['kernel_ref']} v{kaggle['version_number']}: {kaggle.get('url')}",
-                        run_dir=str(run_dir), kaggle=kaggle)
+        inputs = bundle_inputs(args)
+        runner = kaggle_runner(reporter, push=push_options(args))
+        state = RunState.read(run_dir)
+        run_flow(runner.push_stages(inputs), Context(state, reporter))
+        kaggle = state.kaggle
+        assert kaggle is not None and kaggle.pushed  # the push stage pushed, or skipped a pushed run
+        reporter.result(0, f"{kaggle.label}: {kaggle.url}", **kaggle_fields(state))
         return 0
 
-    return reported(reporter, body)
+    return reporter.run(body)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 
 from ..errors import EXIT_API, EXIT_AUTH, TunixRtError
+from ..kaggle_client import connect
 from ..preflight import hours, read_quota
 from ..progress import Reporter
-from .kaggle_args import client_factory, reported
 
 
 def run(args: argparse.Namespace) -> int:
@@ -15,7 +15,7 @@ def run(args: argparse.Namespace) -> int:
     reporter = Reporter("quota", json_mode=args.json)
 
     def body() -> int:
-        client = client_factory(reporter)()
+        client = connect(warn=reporter.warn)
         try:
             quota = read_quota(client)
         except TunixRtError as exc:
@@ -36,4 +36,4 @@ def run(args: argparse.Namespace) -> int:
                         credentials=client.credentials.source, **quota.as_dict())
         return 0
 
-    return reported(reporter, body)
+    return reporter.run(body)

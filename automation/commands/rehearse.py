@@ -1,23 +1,22 @@
 """``tunix-rt rehearse``: run the bundle's notebook locally (Docker or a subprocess) and fill its evidence.
 
 ``--follow`` shows a live training panel above the console lines; ``--json`` prints the console as JSON
-events (:mod:`tunix_rt.follow`).
+events (:mod:`tunix_rt.follow`), then a result.
 """
 
 from __future__ import annotations
 
 import argparse
 import shlex
-import sys
 from pathlib import Path
-from typing import TextIO
 
 from .. import paths
-from ..errors import TunixRtError
-from ..follow import Follower
+from ..bundle import BundleInputs
 from ..fsutil import read_json
-from ..rehearse import Rehearsal, RunnerOptions, rehearse, summary_lines
+from ..progress import Reporter
+from ..rehearse import rehearse, summary_lines
 from ..run_report import REPORT_FILES
+from ..runners import RunnerOptions
 
 
 def portable(path: str, *, input_file: bool = False) -> str:
@@ -53,39 +52,20 @@ def command_line(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir) if args.run_dir else paths.default_run_dir(paths.DEFAULT_REHEARSAL_RUN)
-    if not (args.follow or args.json):
-        result = _rehearse(args, run_dir, sys.stdout)  # looked up now: the default is bound at import time
-        print("\n".join(summary_lines(result)))
-        return 0
-    # --follow / --json: the runner's console goes through the follower (panel + log lines, or events).
-    follower = Follower.for_terminal(json_mode=args.json, command="rehearse")
-    try:
-        with follower:
-            result = _rehearse(args, run_dir, follower.sink)
-    except TunixRtError as exc:
-        follower.result(exc.exit_code, error=exc.message, run_dir=str(run_dir.resolve()))
-        raise
-    lines = summary_lines(result)
-    if args.json:
-        manifest = read_json(result.evidence[0])
-        follower.result(0, message=lines[0], run_dir=str(result.run_dir), backend=result.backend,
-                        status=manifest.get("status"), evidence=[str(p) for p in result.evidence],
+    reporter = Reporter("rehearse", json_mode=args.json, follow=args.follow, to_stdout=True, kernel_console=True)
+    inputs = BundleInputs(mode=args.mode, config=args.config, dataset=args.dataset, eval_set=args.eval_set)
+    options = RunnerOptions(image=args.image, base_image=args.base_image, network=args.network, gpus=args.gpus,
+                            jax_cache=args.jax_cache)
+
+    def body() -> int:
+        with reporter:
+            result = rehearse(run_dir, inputs, reporter, backend=args.backend, options=options,
+                              command=command_line(args))
+        lines = summary_lines(result)
+        status = read_json(result.evidence[0]).get("status")
+        reporter.result(0, lines[0] if args.json else "\n".join(lines), run_dir=str(result.run_dir),
+                        backend=result.backend, status=status, evidence=[str(p) for p in result.evidence],
                         report=[str(result.run_dir / name) for name in REPORT_FILES])
-    else:
-        print("\n".join(lines))
-    return 0
+        return 0
 
-
-def _rehearse(args: argparse.Namespace, run_dir: Path, stream: TextIO) -> Rehearsal:
-    return rehearse(
-        run_dir,
-        backend=args.backend,
-        mode=args.mode,
-        config=args.config,
-        dataset=args.dataset,
-        eval_set=args.eval_set,
-        options=RunnerOptions(image=args.image, base_image=args.base_image, network=args.network, gpus=args.gpus,
-                              jax_cache=args.jax_cache),
-        command=command_line(args),
-        stream=stream,
-    )
+    return reporter.run(body, run_dir=str(run_dir.resolve()))

@@ -1,14 +1,25 @@
-"""``tunix-rt run``: push → wait → pull → evidence → validate → package, resumable from run_state.json."""
+"""``tunix-rt run``: preflight → bundle → push → wait → pull → evidence → validate → package, resumable from
+run_state.json (a stage recorded done is skipped; a pushed run is never pushed again)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from .. import runstate
-from ..pipeline import run_pipeline
+from ..engine import Context, run_flow
+from ..errors import EXIT_KERNEL_FAILED, EXIT_OK, TunixRtError
 from ..progress import Reporter
-from .kaggle_args import client_factory, push_options, reported, run_dir_of, stream_factory, wait_options
+from ..runstate import RunState
+from ..stages import flow_stages
+from .kaggle_args import (
+    bundle_inputs,
+    kaggle_fields,
+    kaggle_runner,
+    push_options,
+    run_dir_of,
+    version_line,
+    wait_options,
+)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -16,15 +27,18 @@ def run(args: argparse.Namespace) -> int:
     run_dir = run_dir_of(args)
 
     def body() -> int:
-        code = run_pipeline(run_dir, push_options(args), wait_options(args), Path(args.output), reporter,
-                            client_factory(reporter), stream_factory(reporter))
-        state = runstate.load(run_dir)
-        kaggle = state.get("kaggle") or {}
-        zip_path = state.get("stages", {}).get("package", {}).get("zip")
-        message = (f"{kaggle.get('kernel_ref')} v{kaggle.get('version_number')}: {kaggle.get('status')}"
-                   + (f"; submission zip {zip_path}" if code == 0 and zip_path else ""))
-        reporter.result(code, message, run_dir=str(run_dir), kaggle=kaggle,
-                        zip=zip_path if code == 0 else None)
-        return code
+        inputs = bundle_inputs(args)
+        runner = kaggle_runner(reporter, push=push_options(args), wait=wait_options(args), stream=True)
+        state = RunState.read(run_dir)
+        stages = flow_stages(runner, inputs, package_to=Path(args.output))
+        flow = run_flow(stages, Context(state, reporter, resume=True))
+        if flow.exit_code not in (EXIT_OK, EXIT_KERNEL_FAILED):
+            raise TunixRtError(flow.error or "the run stopped", flow.exit_code)
+        package = state.stage("package")
+        zip_path = package.details.get("zip") if package is not None and flow.exit_code == EXIT_OK else None
+        reporter.result(flow.exit_code, version_line(state) + (f"; submission zip {zip_path}" if zip_path else ""),
+                        **kaggle_fields(state), zip=zip_path,
+                        **({"error": flow.error} if flow.exit_code and flow.error else {}))
+        return flow.exit_code
 
-    return reported(reporter, body)
+    return reporter.run(body)

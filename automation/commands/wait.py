@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from .. import runstate
+from ..engine import Context, run_flow
 from ..progress import Reporter
-from ..wait import wait
-from .kaggle_args import client_factory, reported, run_dir_of, stream_factory, wait_options
+from ..runners.kaggle import WaitStage
+from ..runstate import RunState
+from .kaggle_args import kaggle_fields, kaggle_runner, run_dir_of, version_line, wait_options
 
 
 def run(args: argparse.Namespace) -> int:
@@ -15,11 +16,11 @@ def run(args: argparse.Namespace) -> int:
     run_dir = run_dir_of(args)
 
     def body() -> int:
-        code = wait(run_dir, wait_options(args), client_factory(reporter), reporter, stream_factory(reporter))
-        kaggle = runstate.load(run_dir).get("kaggle") or {}
-        summary = f"{kaggle.get('kernel_ref')} v{kaggle.get('version_number')}: {kaggle.get('status')}"
-        reporter.result(code, summary,
-                        run_dir=str(run_dir), kaggle=kaggle)
+        runner = kaggle_runner(reporter, wait=wait_options(args), stream=True)
+        state = RunState.read(run_dir)
+        flow = run_flow([WaitStage(runner)], Context(state, reporter))
+        code = flow.values["wait"].exit_code
+        reporter.result(code, version_line(state), **kaggle_fields(state))
         return code
 
-    return reported(reporter, body)
+    return reporter.run(body)
