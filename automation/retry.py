@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 import requests
 import tenacity
+from urllib3.exceptions import NameResolutionError, NewConnectionError, ProtocolError
 
 from . import knobs
 from .errors import EXIT_API, EXIT_AUTH, TunixRtError
@@ -110,10 +111,6 @@ def is_transient(exc: BaseException) -> bool:
         # ContentDecodingError mid-stream: the network, not the answer.
         return isinstance(exc, (requests.ConnectionError, requests.Timeout,
                                 requests.exceptions.ChunkedEncodingError))
-    try:
-        from urllib3.exceptions import ProtocolError
-    except ImportError:  # pragma: no cover - urllib3 comes with requests
-        ProtocolError = ()  # type: ignore[assignment,misc]  # noqa: N806
     return isinstance(exc, (http.client.RemoteDisconnected, ConnectionError, TimeoutError, ProtocolError))
 
 
@@ -126,10 +123,6 @@ def never_sent(exc: BaseException) -> bool:
     if isinstance(exc, requests.ConnectTimeout):
         return True
     if not isinstance(exc, requests.ConnectionError):
-        return False
-    try:
-        from urllib3.exceptions import NameResolutionError, NewConnectionError
-    except ImportError:  # pragma: no cover
         return False
     refused = (NewConnectionError, NameResolutionError, ConnectionRefusedError)
     return any(isinstance(e, refused) for e in _chain(exc))

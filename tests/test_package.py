@@ -32,7 +32,7 @@ EVIDENCE = [f"submission_runs/{RUN}/{n}" for n in ("eval_summary.json", "kaggle_
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One real bundle (``tunix-rt bundle``) for runs named m33_v1, with the fixtures' eval set."""
     scratch = tmp_path_factory.mktemp("bundle")
-    info = build_bundle(scratch / RUN, mode="smoke", eval_set=write_eval_set(scratch), record=False)
+    info = build_bundle(scratch / RUN, mode="smoke", eval_set=write_eval_set(scratch))
     return info.bundle_dir
 
 
@@ -216,14 +216,13 @@ def test_cli(run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert err.startswith("tunix-rt package: error: ") and err.count("\n") == 1
 
 
-def test_cli_json(project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_json(run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from cli_json import json_lines
 
-    monkeypatch.setattr(package_mod.paths, "project_root", lambda: project)
-    out_dir = project / "submission"
-    assert main(["package", "--run-dir", str(project / RUN), "--output", str(out_dir), "--json"]) == EXIT_OK
+    out_dir = tmp_path / "submission"
+    assert main(["package", "--run-dir", str(run), "--output", str(out_dir), "--json"]) == EXIT_OK
     (result,) = json_lines(capsys.readouterr().out, "package", EXIT_OK)
     assert Path(result["zip"]).is_file() and result["sha256"] and README_NAME in result["members"]
-    assert main(["package", "--run-dir", str(project / "nowhere"), "--json"]) == EXIT_USAGE
+    assert main(["package", "--run-dir", str(tmp_path / "nowhere"), "--json"]) == EXIT_USAGE
     (result,) = json_lines(capsys.readouterr().out, "package", EXIT_USAGE)
     assert "no such run directory" in result["error"]

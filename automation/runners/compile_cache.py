@@ -10,7 +10,7 @@ jaxlib build may differ from this machine's):
     <setting>/<backend>   setting: ``tunix-rt rehearse --jax-cache DIR|off``, else $TUNIX_RT_JAX_CACHE,
                           else $XDG_CACHE_HOME/tunix-rt/jax (~/.cache/tunix-rt/jax)
 
-``off`` (or ``0``) turns it off. The environment variable is read here only (:func:`default_setting`). It is
+``off`` (or ``0``) turns it off. The environment variable is read through knobs.py (:func:`default_setting`). It is
 only a cache: deleting it costs one cold rehearsal. Pushed Kaggle sessions start without it and compile as
 before; the Kaggle emulator does not use it.
 """
@@ -21,7 +21,9 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-ENV = "TUNIX_RT_JAX_CACHE"
+from .. import knobs
+
+ENV = knobs.JAX_CACHE.env
 _OFF = {"0", "off", "false", "no", "none"}
 CONTAINER_DIR = "/var/cache/tunix-rt-jax"  # where the Docker runner mounts the host folder
 
@@ -29,7 +31,7 @@ CONTAINER_DIR = "/var/cache/tunix-rt-jax"  # where the Docker runner mounts the 
 def default_setting(environ: Mapping[str, str] | None = None) -> str:
     """$TUNIX_RT_JAX_CACHE when set, else the default folder ($XDG_CACHE_HOME or ~/.cache, /tunix-rt/jax)."""
     environ = os.environ if environ is None else environ
-    setting = environ.get(ENV, "").strip()
+    setting = knobs.text(knobs.JAX_CACHE, environ)
     if setting:
         return setting
     base = environ.get("XDG_CACHE_HOME") or str(Path(environ.get("HOME") or Path.home()) / ".cache")
