@@ -1,6 +1,6 @@
 """Run directories as a runner leaves them, written through the real writers rather than copied by hand.
 
-``write_finished_run`` lays out ``run_state.json`` (through ``tunix_rt.runstate``), ``raw_log/`` and the
+``write_finished_run`` lays out ``run_state.json`` (a ``tunix_rt.runstate.RunState``), ``raw_log/`` and the
 kernel's ``outputs/output/``: ``run_result.json`` and ``kernel_run.json`` built by training's output contract
 (``tunix_rt.training.contract``), ``predictions.jsonl`` and ``eval_results.json`` by the scorer the kernel
 runs (``tunix_rt.training.scoring``), all written by training's atomic writer. The eval set is a small one of
@@ -17,9 +17,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from tunix_rt import paths, runstate
+from tunix_rt import paths
 from tunix_rt.bundle import load_bundle
 from tunix_rt.fsutil import sha256_bytes, sha256_file
+from tunix_rt.layout import BUNDLE_DIR, OUTPUTS_DIR, RAW_LOG_DIR
+from tunix_rt.runstate import BundleRecord, KaggleRecord, RunState
 from tunix_rt.training import contract, report
 from tunix_rt.training.dataset_registry import canonical_jsonl
 from tunix_rt.training.scoring import build_prediction, score
@@ -49,9 +51,9 @@ def kaggle_log_text(records: list[dict[str, Any]]) -> str:
     return "[" + "\n,".join(json.dumps(r) for r in records) + "]"
 
 
-def _stand_in_bundle() -> dict[str, Any]:
-    return {"sha256": "ab" * 32, "metadata_sha256": "cd" * 32, "size_bytes": 123456, "config_path": CONFIG_PATH,
-            "dataset": DATASET, "eval_set": EVAL_SET_PATH, "mode": "smoke"}
+def _stand_in_bundle() -> BundleRecord:
+    return BundleRecord(sha256="ab" * 32, metadata_sha256="cd" * 32, size_bytes=123456, config_path=CONFIG_PATH,
+                        dataset=DATASET, eval_set=EVAL_SET_PATH, mode="smoke")
 
 
 def write_finished_run(
@@ -75,19 +77,22 @@ def write_finished_run(
     if raw_log is None:
         raw_log = ("Input Notebook: bundle/kaggle_submission.ipynb\nstep 1 loss 5.10\nstep 4 loss 4.20\n"
                    "✅ Smoke run completed successfully!\n")
-    report.write_atomic(run_dir / runstate.RAW_LOG_DIR / raw_log_name, raw_log)
-    (run_dir / runstate.OUTPUTS_DIR / contract.OUTPUT_SUBDIR).mkdir(parents=True, exist_ok=True)  # the working dir
+    report.write_atomic(run_dir / RAW_LOG_DIR / raw_log_name, raw_log)
+    (run_dir / OUTPUTS_DIR / contract.OUTPUT_SUBDIR).mkdir(parents=True, exist_ok=True)  # the working dir
     if bundle is not None:
-        shutil.copytree(bundle, run_dir / runstate.BUNDLE_DIR)
-        record = load_bundle(run_dir / runstate.BUNDLE_DIR).state_record()
+        shutil.copytree(bundle, run_dir / BUNDLE_DIR)
+        record = load_bundle(run_dir / BUNDLE_DIR).state_record()
     else:
         record = _stand_in_bundle()
-    state = {"run_version": run_dir.name, "mode": "smoke", "platform": platform, "accelerator": "cpu",
-             "command": "tunix-rt rehearse --backend local --mode smoke", "bundle": record,
-             "raw_log": f"{runstate.RAW_LOG_DIR}/{raw_log_name}", **({"kaggle": kaggle} if kaggle else {})}
-    runstate.update(run_dir, **state)
+    state = RunState.read(run_dir)
+    state.mode, state.platform, state.accelerator = "smoke", platform, "cpu"
+    state.command = "tunix-rt rehearse --backend local --mode smoke"
+    state.bundle, state.raw_log = record, f"{RAW_LOG_DIR}/{raw_log_name}"
+    if kaggle:
+        state.kaggle = KaggleRecord.from_dict(kaggle, state.path)
+    state.write()
     if with_outputs:
-        _write_outputs(run_dir / runstate.OUTPUTS_DIR / contract.OUTPUT_SUBDIR, run_dir.name, model_id=model_id,
+        _write_outputs(run_dir / OUTPUTS_DIR / contract.OUTPUT_SUBDIR, run_dir.name, model_id=model_id,
                        param_count=param_count, status=status, n_items=n_items, n_correct=n_correct,
                        with_eval=with_eval)
     return run_dir
