@@ -14,7 +14,7 @@ failure exits 1.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -84,8 +84,7 @@ def rehearse(run_dir: Path, inputs: BundleInputs, reporter: Reporter, *, backend
         runner = process_runner(chosen, options)
     state = RunState.read(run_dir)
     state.command, state.accelerator = command, ACCELERATOR
-    inputs = BundleInputs(mode=inputs.mode, config=inputs.config, dataset=inputs.dataset, eval_set=inputs.eval_set,
-                          accelerator=ACCELERATOR)
+    inputs = replace(inputs, kernel_id=None, accelerator=ACCELERATOR, folder=None)  # a rehearsal never reaches Kaggle
     flow = run_flow(flow_stages(runner, inputs), Context(state, reporter))
     if flow.exit_code:
         raise TunixRtError(flow.error or "the rehearsal failed", flow.exit_code)
