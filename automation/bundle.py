@@ -30,17 +30,17 @@ push sends exactly what was written.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from . import paths
-from .accelerators import Accelerator, resolve
+from .accelerators import resolve
 from .errors import EXIT_USAGE, TunixRtError
 from .fsutil import dumps_json, sha256_bytes, sha256_file, write_atomic
 from .kernel_id import canonical_slug
 from .kernel_id import check as check_kernel_id
+from .kernel_metadata import kernel_metadata, read_folder_metadata, strip_notebook_pins, tunix_rt_metadata
 from .layout import BUNDLE_DIR, METADATA_NAME, NOTEBOOK_NAME
 from .payload import (  # noqa: F401  (the payload's public names, re-exported: bundle is their front door)
     PAYLOAD_TAG,
@@ -210,42 +210,6 @@ class PreparedBundle:
         )
 
 
-def kernel_metadata(
-    kernel_id: str,
-    accelerator: Accelerator,
-    *,
-    title: str | None = None,
-    model_sources: tuple[str, ...] = (),
-    is_private: bool = True,
-    enable_internet: bool = True,
-    base: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """kernel-metadata.json for ``kaggle kernels push`` (fields: kaggle-cli docs/kernels_metadata.md).
-
-    ``title``: an existing kernel's title, kept so the push does not rename it; None for a new kernel, whose
-    title is its slug (Kaggle derives the slug from the title; kernel_id.py). ``base``: the metadata of a
-    hand-made bundle folder, whose code file, sources and keywords are kept; its id, title, machine and
-    privacy fields are replaced by these. TPU: no pinned docker image at all (kaggle-cli #1197)."""
-    meta: dict[str, Any] = {
-        "code_file": NOTEBOOK_NAME, "language": "python", "kernel_type": "notebook",
-        "dataset_sources": [], "competition_sources": [], "kernel_sources": [], "model_sources": [],
-        "keywords": [],
-    }
-    if base:
-        meta.update({k: v for k, v in base.items()
-                     if k not in ("id", "id_no", "title", "machine_shape", "docker_image", "docker_image_pinning_type",
-                                  "enable_gpu", "enable_tpu", "is_private", "enable_internet")})
-    meta.update({
-        "id": kernel_id,
-        "title": title or kernel_id.partition("/")[2],
-        "is_private": is_private,
-        "enable_internet": enable_internet,
-        **accelerator.metadata_fields(),
-        "model_sources": list(model_sources) or list(meta.get("model_sources") or []),
-    })
-    return meta
-
-
 def prepare_bundle(
     run_dir: Path,
     *,
@@ -329,56 +293,23 @@ def adopt_bundle(
     memory with this push's kernel id, title, accelerator and privacy (:func:`kernel_metadata`). For a TPU the
     notebook's own pinned image is dropped too: it would override the TPU VM (kaggle-cli #1197)."""
     folder = Path(folder)
-    meta_path = folder / METADATA_NAME
-    try:
-        source = json.loads(meta_path.read_text(encoding="utf-8"))
-    except OSError:
-        raise TunixRtError(f"--bundle {folder}: no {METADATA_NAME} in that folder", EXIT_USAGE) from None
-    except ValueError as exc:
-        raise TunixRtError(f"{meta_path}: unreadable kernel metadata ({type(exc).__name__})", EXIT_USAGE) from None
-    if not isinstance(source, dict) or not source.get("code_file"):
-        raise TunixRtError(f"{meta_path}: kernel metadata needs a code_file", EXIT_USAGE)
-    code = folder / str(source["code_file"])
-    if PurePosixPath(str(source["code_file"])).name != str(source["code_file"]) or not code.is_file():
-        raise TunixRtError(f"{meta_path}: code_file {source['code_file']!r} is not in the bundle", EXIT_USAGE)
+    source, code = read_folder_metadata(folder)
     acc = resolve(accelerator)
     notebook = code.read_bytes()
     if acc.enable_tpu:
-        notebook = _strip_notebook_pins(notebook)
+        notebook = strip_notebook_pins(notebook)
     try:
         described = load_bundle(folder)
     except TunixRtError:  # a hand-made bundle: no tunix-rt parameters to describe
         described = None
     metadata = kernel_metadata(check_kernel_id(kernel_id), acc, title=title, is_private=is_private,
                                enable_internet=enable_internet, base=source)
-    nb_meta = _tunix_rt_metadata(notebook)
+    nb_meta = tunix_rt_metadata(notebook)
     return PreparedBundle(
         notebook, metadata, dict(nb_meta["parameters"]) if nb_meta else None,
         str(nb_meta.get("payload_sha256")) if nb_meta else None, (),
         described.config_path if described else None, described.dataset if described else None,
         described.eval_set if described else None, Path(run_dir).resolve().name, acc.name)
-
-
-def _tunix_rt_metadata(notebook: bytes) -> dict[str, Any] | None:
-    try:
-        meta = json.loads(notebook).get("metadata", {}).get("tunix_rt")
-    except (ValueError, AttributeError):
-        return None
-    return meta if isinstance(meta, dict) and isinstance(meta.get("parameters"), dict) else None
-
-
-def _strip_notebook_pins(notebook: bytes) -> bytes:
-    """A pinned image in the notebook's own metadata also overrides the TPU VM (#1197): drop it."""
-    try:
-        nb = json.loads(notebook)
-    except ValueError:
-        return notebook
-    kaggle_meta = nb.get("metadata", {}).get("kaggle") if isinstance(nb, dict) else None
-    if isinstance(kaggle_meta, dict) and {"dockerImageVersionId", "accelerator"} & kaggle_meta.keys():
-        kaggle_meta.pop("dockerImageVersionId", None)
-        kaggle_meta.pop("accelerator", None)
-        return dumps_json(nb).encode("utf-8")
-    return notebook
 
 
 @dataclass(frozen=True)
