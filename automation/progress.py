@@ -10,7 +10,9 @@ print progress on stderr; the local verbs (bundle, rehearse, validate, package, 
 stdout. A verb that shows a **kernel's console** (rehearse) hands :attr:`Reporter.stream` to its runner:
 the console goes to stdout as it comes, or through a :class:`~tunix_rt.follow.Follower` (``--follow``: a live
 training panel; ``--json``: ``log`` and ``metric`` events). There, tunix-rt's own messages are console lines
-too (``{"event": "log", "line": …}`` under ``--json``), as the rehearsal always printed them.
+too (``{"event": "log", "line": …}`` under ``--json``), as the rehearsal always printed them. Any verb made
+with ``follow=True`` gets the follower too (a Kaggle log stream can feed :attr:`Reporter.stream`), its own
+events staying structured.
 
 Every message passes through the credential redactor first: nothing secret is ever printed.
 """
@@ -47,7 +49,7 @@ class Reporter:
         self._live: Live | None = None
         self._last_plain = ""
         self.follower: Any = None
-        if kernel_console and (json_mode or follow):
+        if follow or (kernel_console and json_mode):  # a console to show: live panel, plain lines or events
             from .follow import Follower
 
             mode = "json" if json_mode else ("live" if sys.stdout.isatty() else "plain")
