@@ -21,6 +21,7 @@ from .bundle import BundleInputs
 from .engine import BaseStage, Context, Stage, StageResult
 from .errors import EXIT_KERNEL_FAILED, EXIT_USAGE, TunixRtError
 from .kernel_status import KernelStatus
+from .layout import BUNDLE_DIR
 from .runners import ProcessRunner, Runner, RunOutcome, clear_previous_run
 
 MAX_RECORDED_PROBLEMS = 20
@@ -35,6 +36,10 @@ class BundleStage(BaseStage):
         self.inputs = inputs
 
     def run(self, ctx: Context) -> StageResult:
+        kaggle = ctx.state.kaggle
+        if kaggle is not None and kaggle.pushed:  # its bundle is what Kaggle ran: evidence names its sha256
+            raise TunixRtError(f"{ctx.run_dir}: this run pushed {kaggle.label}; its bundle stays as pushed "
+                               "(use a new --run-dir)", EXIT_USAGE)
         info = self.inputs.prepare(ctx.run_dir).write(ctx.run_dir)
         state = ctx.state
         state.bundle = info.state_record()
@@ -57,7 +62,7 @@ class ExecuteStage(BaseStage):
         clear_previous_run(run_dir)
         state.platform = self.runner.name
         state.raw_log = None
-        outcome = self.runner.execute(run_dir / "bundle", run_dir, ctx.reporter.stream)
+        outcome = self.runner.execute(run_dir / BUNDLE_DIR, run_dir, ctx.reporter.stream)
         state.platform = outcome.backend  # auto's fallback may have run another backend
         state.raw_log = outcome.log_path.resolve().relative_to(run_dir.resolve()).as_posix()
         fallback = {"fallback_from": self.runner.name} if outcome.backend != self.runner.name else {}

@@ -254,3 +254,18 @@ def test_cli_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (result,) = json_lines(capsys.readouterr().out, "bundle", EXIT_USAGE)
     assert "nope.yaml" in result["error"]
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_pushed_run_keeps_its_bundle(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tunix_rt.runstate import KaggleRecord, RunState
+
+    run_dir = tmp_path / "m33_v1"
+    assert main(["bundle", "--run-dir", str(run_dir)]) == 0
+    before = sha256_file(run_dir / "bundle" / "kaggle_submission.ipynb")
+    state = RunState.read(run_dir)
+    state.kaggle = KaggleRecord(kernel_ref="alice/tunix-rt-m33-v1", version_number=1)
+    state.write()
+    capsys.readouterr()
+    assert main(["bundle", "--run-dir", str(run_dir), "--mode", "full"]) == EXIT_USAGE
+    assert "this run pushed alice/tunix-rt-m33-v1 v1" in capsys.readouterr().err
+    assert sha256_file(run_dir / "bundle" / "kaggle_submission.ipynb") == before

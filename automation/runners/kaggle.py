@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ..bundle import BundleInputs
 from ..engine import BaseStage, Context, StageResult
 from ..errors import EXIT_USAGE, TunixRtError
+from ..layout import BUNDLE_DIR
 from ..push import PushOptions, PushPlan, check_already_pushed, plan_push, push
 from ..wait import WaitOptions, wait
 
@@ -91,7 +92,7 @@ class KaggleBundleStage(BaseStage):
         if _pushed(ctx):
             return "already pushed; the bundle stays as it was pushed"
         kaggle = ctx.state.kaggle
-        if kaggle is not None and kaggle.push_attempt is not None and (ctx.run_dir / "bundle").is_dir():
+        if kaggle is not None and kaggle.push_attempt is not None and (ctx.run_dir / BUNDLE_DIR).is_dir():
             return "a push of this bundle may have reached Kaggle; keeping it as it is"
         return None
 
@@ -129,7 +130,7 @@ class PushStage(BaseStage):
         plan: PushPlan | None = ctx.values.get("preflight")
         if plan is None:  # preflight skipped: only a pushed run skips it, and then push skips too
             raise TunixRtError(f"{ctx.run_dir}: nothing to push", EXIT_USAGE)
-        result = push(ctx.state, plan, ctx.run_dir / "bundle", self.runner.push_options, self.runner.client(ctx),
+        result = push(ctx.state, plan, ctx.run_dir / BUNDLE_DIR, self.runner.push_options, self.runner.client(ctx),
                       ctx.reporter)
         return StageResult({"version_number": result.version_number, "how": result.how}, value=result)
 
