@@ -96,8 +96,11 @@ def test_run_touches_the_run_state_once_per_stage(emu: Emulator, tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     """`tunix-rt run` in process: the state is read once, written once after each stage; the writes inside a
     stage are its crash-resume checkpoints (push: the attempt before SaveKernel; wait: each status change;
-    pull: each file), all through the one state object. kernel-metadata.json is written once."""
+    pull: each file), all through the one state object. kernel-metadata.json is written once, the evidence
+    validated once."""
     from tunix_rt import bundle as bundle_mod
+    from tunix_rt import package as package_mod
+    from tunix_rt import validate as validate_mod
     from tunix_rt.cli import main
 
     for key, value in cli_env(emu).items():
@@ -125,10 +128,19 @@ def test_run_touches_the_run_state_once_per_stage(emu: Emulator, tmp_path: Path,
     monkeypatch.setattr(RunState, "read", classmethod(counted_read))
     monkeypatch.setattr(RunState, "write", counted_write)
     monkeypatch.setattr(bundle_mod, "write_atomic", counted_atomic)
+    validations: list[Path] = []
+    real_validate = validate_mod.validate_run_dir
+
+    def counted_validate(run: Path, **kwargs: Any) -> list:
+        validations.append(Path(run))
+        return real_validate(run, **kwargs)
+
+    monkeypatch.setattr(validate_mod, "validate_run_dir", counted_validate)
+    monkeypatch.setattr(package_mod, "validate_run_dir", counted_validate)
     code = main(["run", *push_args(run_dir, bundle, "cpu"), "--output", str(tmp_path / "zip"), *POLL])
     assert code == 0, capsys.readouterr()
     assert reads == [run_dir]
-    assert len(metadata_writes) == 1
+    assert len(metadata_writes) == 1 and validations == [run_dir]
     stages = ["bundle", "push", "wait", "pull", "evidence", "validate", "package"]
     # one write at the end of each stage: the set of done stages grows by that stage
     ends = [w for i, w in enumerate(writes) if i + 1 == len(writes) or writes[i + 1] != w]
