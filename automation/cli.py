@@ -150,6 +150,9 @@ def _add_wait_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-log-stream", dest="log_stream", action="store_const", const=False, default=None,
                    help="do not follow the kernel's log stream to see the end at once; poll only ("
                         + knobs.help_default(knobs.LOG_STREAM, "on") + "; 0 turns it off)")
+    p.add_argument("--follow", action="store_true",
+                   help="print the kernel's log lines as Kaggle streams them, under a live training panel (step/"
+                        "total, loss, tokens/s, elapsed, ETA, device); with --json: log and metric events")
 
 
 def _add_wait(sub: argparse._SubParsersAction) -> None:

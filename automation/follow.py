@@ -12,7 +12,9 @@ follows by passing one. :class:`Follower` turns the lines into :mod:`tunix_rt.li
   ``{"event": "metric", "step", "loss", "tokens_per_second", …, "t"}`` and finally
   ``{"event": "result", "exit_code", …, "t"}``; ``t`` is seconds since the command started.
 
-Nothing here knows where lines come from, so a Kaggle log stream can feed :meth:`Follower.line` too.
+Nothing here knows where lines come from, so a Kaggle log stream feeds :meth:`Follower.line` too
+(log_follow.py, ``wait``/``run --follow``); there the command's own status line shows above the panel
+(:attr:`Follower.status`) and its messages print above the display (:meth:`Follower.print_above`).
 """
 
 from __future__ import annotations
@@ -110,6 +112,7 @@ class Follower:
         self._lock = threading.Lock()
         self._redact = (redactor or Redactor()).redact
         self.sink = LineSink(self.line)
+        self.status = ""  # live: one line above the panel (the Kaggle verbs' status: version, status, next poll)
 
     @classmethod
     def for_terminal(cls, *, json_mode: bool, command: str, out: TextIO | None = None) -> Follower:
@@ -170,10 +173,21 @@ class Follower:
 
         t = self.metrics.now()
         height = self._console.size.height if self._console is not None else 24
-        room = max(height - _PANEL_ROWS, 3)
+        status = self.status
+        room = max(height - _PANEL_ROWS - (1 if status else 0), 3)
         with self._lock:  # the refresh thread reads while the runner's thread feeds lines
             tail = list(self.metrics.tail)[-room:]
-        return Group(render_panel(self.metrics.state, t), Text("\n".join(tail), no_wrap=True, overflow="ellipsis"))
+        parts: list[Any] = [Text(status, style="dim", no_wrap=True, overflow="ellipsis")] if status else []
+        parts += [render_panel(self.metrics.state, t), Text("\n".join(tail), no_wrap=True, overflow="ellipsis")]
+        return Group(*parts)
+
+    def print_above(self, text: Any) -> bool:
+        """``live``: print ``text`` (a message of the command's own) above the display; False in other modes
+        (the caller prints it where it always does)."""
+        if self._live is None:
+            return False
+        self._live.console.print(text)
+        return True
 
     def _json(self, obj: dict[str, Any]) -> None:
         if self._emit_json is not None:

@@ -13,7 +13,12 @@ CLI wraps the stream in a reconnect loop that deduplicates the replayed prefix";
 * after a cut the wait loop reconnects: 1 s later when the connection had made progress (new lines, or
   served ≥ 30 s), else with backoff 2, 4, 8 … s; after 5 connections in a row without progress the watcher
   gives up and polling carries on alone (PR #999: reconnect delay 1 s, 5 failures without progress);
-* replayed lines are skipped by counting events per connection (PR #999's dedup);
+* replayed lines are skipped by counting events per connection (PR #999's dedup); each new event is handed
+  to ``on_event`` (``--follow``: log_follow.py shows it), in order, exactly once;
+* when the wait sees the version end while no connection delivered ``END_OF_LOG`` (the stream was between
+  reconnects, given up, or never opened), a follower asks for the rest with :meth:`LogStreamWatch.drain`:
+  one more connection, answered with the finished session's persisted log (the ``kernels_logs_stream``
+  docstring), its already-shown prefix skipped;
 * every connection is one API call, counted in the wait budget (``calls``: the stream client's sign-in
   included).
 
@@ -33,13 +38,14 @@ SERVED_S = 30.0  # a connection that lasted this long counts as progress even wi
 MAX_FAILURES = 5  # connections in a row without progress before giving up (PR #999: _LOG_STREAM_MAX_FAILURES)
 BACKOFF_BASE_S = 1.0  # the n-th connection in a row without progress waits BACKOFF_BASE_S × 2^n
 BACKOFF_MAX_S = 120.0
+DRAIN_JOIN_S = 10.0  # how long drain() lets a live connection deliver END_OF_LOG after the session ended
 
 
 class LogStreamWatch:
     """Watches the live log stream of ``owner/slug/vN``; ``ended`` is set once the session is over."""
 
     def __init__(self, factory: Callable[[], Any], kernel_ref: str, version: int,
-                 served_s: float = SERVED_S) -> None:
+                 served_s: float = SERVED_S, on_event: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.ended = threading.Event()  # END_OF_LOG or the finished session's log: the session is over
         self.signal = threading.Event()  # a connection finished (ended or cut): the wait loop should look
         self.live = False
@@ -51,6 +57,7 @@ class LogStreamWatch:
         self.last_error = ""
         self._factory, self._ref, self._version = factory, kernel_ref, version
         self._served_s = served_s
+        self._on_event = on_event  # gets each new event (replays skipped), in the connection's thread
         self._client: Any = None
         self._next_at = 0.0
         self._thread: threading.Thread | None = None
@@ -103,6 +110,21 @@ class LogStreamWatch:
         return {"connections": self.connects, "cuts": self.cuts, "events": self.events,
                 "ended": self.ended.is_set(), "gave_up": self.gave_up}
 
+    def drain(self, join_s: float = DRAIN_JOIN_S) -> None:
+        """The rest of the log once the session is over (``--follow``; see the module docstring): let a live
+        connection finish (it ends with ``END_OF_LOG`` now), else connect once more, in this thread."""
+        if self._thread is not None and self._thread.is_alive():
+            self._thread.join(join_s)
+        if self.ended.is_set() or self.running():
+            return
+        if self._client is None:
+            try:
+                self._client = self._factory()
+            except Exception as exc:  # the stream is optional: the log is pulled with the outputs anyway
+                self.last_error = type(exc).__name__
+                return
+        self._connect()
+
     def _connect(self) -> None:
         opened = time.monotonic()
         before = self.events
@@ -111,9 +133,11 @@ class LogStreamWatch:
             stream = self._client.log_stream(self._ref, self._version)
             self.connects += 1
             self.live = True
-            for index, _event in enumerate(stream, 1):
+            for index, event in enumerate(stream, 1):
                 if index > self.events:  # Kaggle replays from the start after a reconnect
                     self.events = index
+                    if self._on_event is not None:
+                        self._on_event(event)
             finished = bool(getattr(stream, "finished", False))
         except Exception as exc:  # cut mid-chunk, refused, not visible yet, unsupported: decided below
             self.last_error = type(exc).__name__

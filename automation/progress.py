@@ -11,8 +11,9 @@ stdout. A verb that shows a **kernel's console** (rehearse) hands :attr:`Reporte
 the console goes to stdout as it comes, or through a :class:`~tunix_rt.follow.Follower` (``--follow``: a live
 training panel; ``--json``: ``log`` and ``metric`` events). There, tunix-rt's own messages are console lines
 too (``{"event": "log", "line": …}`` under ``--json``), as the rehearsal always printed them. Any verb made
-with ``follow=True`` gets the follower too (a Kaggle log stream can feed :attr:`Reporter.stream`), its own
-events staying structured.
+with ``follow=True`` gets the follower too, its own events staying structured: ``wait``/``run --follow`` feed
+it the Kaggle log stream (log_follow.py); in a terminal their status line and messages then show with the
+follower's live display (above the panel) instead of a second one.
 
 Every message passes through the credential redactor first: nothing secret is ever printed.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TextIO
@@ -48,6 +50,7 @@ class Reporter:
         self._start = clock()
         self._live: Live | None = None
         self._last_plain = ""
+        self._emit_lock = threading.Lock()
         self.follower: Any = None
         if follow or (kernel_console and json_mode):  # a console to show: live panel, plain lines or events
             from .follow import Follower
@@ -87,8 +90,9 @@ class Reporter:
     def _emit(self, obj: dict[str, Any]) -> None:
         obj.setdefault("t", round(self.elapsed(), 3))
         line = json.dumps(obj, sort_keys=True, default=str, ensure_ascii=False)
-        sys.stdout.write(self.redactor.redact(line) + "\n")
-        sys.stdout.flush()
+        with self._emit_lock:  # a log stream's thread emits too (wait --follow): one whole line at a time
+            sys.stdout.write(self.redactor.redact(line) + "\n")
+            sys.stdout.flush()
 
     def line(self, text: str) -> None:
         """A console line of tunix-rt's own (kernel-console verbs): through the follower, else printed."""
@@ -119,6 +123,8 @@ class Reporter:
 
     def _print(self, message: str, *, markup: bool = False) -> None:
         text = message if markup else Text(self.redactor.redact(message))
+        if self.follower is not None and self.follower.print_above(text):  # one live display on the screen
+            return
         if self._live is not None:
             self._live.console.print(text)
         else:
@@ -127,6 +133,9 @@ class Reporter:
     def status_line(self, text: str, key: str) -> None:
         """The live status line (a terminal) or, elsewhere, one plain line each time ``key`` changes."""
         if self.json_mode:
+            return
+        if self.follower is not None and self.follower.mode == "live":  # shown above the training panel
+            self.follower.status = self.redactor.redact(text)
             return
         if self.console.is_terminal:
             if self._live is None:

@@ -27,6 +27,12 @@ lag ≤ ``poll_max``. :func:`poll_calls` computes the status-call count for a du
 timeout + 30 min (queueing). Passing it → exit 3, state kept: ``tunix-rt wait`` again resumes the same
 version. So does Ctrl-C or a crash: the run state is written after every status change.
 
+**Following** (``--follow``, the reporter has a follower): the same stream connections hand their lines to
+log_follow.py, which shows them (and the training panel) as they come; following opens no connection and
+makes no status call that waiting would not. Only when the version ends without a connection having seen
+``END_OF_LOG`` (between reconnects, or given up) does the follower spend one more stream call for the rest of
+the log (:meth:`~tunix_rt.log_stream.LogStreamWatch.drain`), counted like every other.
+
 **One poll at a time.** :class:`VersionWait` makes one status call per :meth:`VersionWait.poll` and says when
 the next is due; :func:`wait` is the loop for one version. A poller watching many versions can drive many
 ``VersionWait`` objects itself.
@@ -42,6 +48,7 @@ from . import knobs
 from .errors import EXIT_KERNEL_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE, TunixRtError
 from .kaggle_client import KaggleClient, NotVisible, not_visible_error
 from .kernel_status import ACTIVE, FINISHED, TERMINAL, KernelStatus
+from .log_follow import StreamFeed
 from .log_stream import SERVED_S, LogStreamWatch
 from .progress import Reporter
 from .push import utc_now
@@ -147,8 +154,10 @@ class VersionWait:
     """Waiting for one pushed version, one status call per :meth:`poll` (see the module docstring)."""
 
     def __init__(self, state: RunState, opts: WaitOptions, client: KaggleClient, reporter: Reporter,
-                 watch: LogStreamWatch | None = None) -> None:
+                 watch: LogStreamWatch | None = None, feed: StreamFeed | None = None) -> None:
         self.state, self.opts, self.client, self.reporter, self.watch = state, opts, client, reporter, watch
+        self.feed = feed  # --follow: the stream's lines go to the reporter's follower
+        self._warned_gave_up = False
         self.kaggle = pushed_record(state)
         self.ref, self.version = str(self.kaggle.kernel_ref), int(self.kaggle.version_number or 0)
         self.start = time.time()
@@ -205,6 +214,7 @@ class VersionWait:
             self._last = status
         if terminal:
             kaggle.status, kaggle.failure_message, kaggle.finished_at = status, failure or None, utc_now()
+            self._finish_follow()
             self._record_counters()
             return Poll(status, True)  # the stage's record writes the state
         if changed:
@@ -219,6 +229,15 @@ class VersionWait:
         self._k += 1
         return Poll(status, False, pause)
 
+    def _finish_follow(self) -> None:
+        """``--follow``: the rest of the log (one stream call, only when no connection saw the end), then the
+        last unterminated lines."""
+        if self.feed is None:
+            return
+        if self.watch is not None and not self.watch.ended.is_set():
+            self.watch.drain()
+        self.feed.close()
+
     def _record_counters(self) -> None:
         self.kaggle.wait_api_calls = self.calls()
         if self.watch is not None:
@@ -231,6 +250,11 @@ class VersionWait:
         watch = self.watch if self.watch is not None and not self.watch.ended.is_set() else None
         if watch is not None and running:
             watch.poke()
+        if self.feed is not None and watch is not None and watch.gave_up and not self._warned_gave_up:
+            self._warned_gave_up = True
+            self.reporter.warn(f"the kernel's log stream failed {watch.failures} times in a row "
+                               f"({watch.last_error or 'no answer'}); not following it any more: polling goes on, "
+                               "and the whole log comes with the outputs")
         self.reporter.status_line(
             f"{self.ref} v{self.version}  {poll.status or 'not visible yet'}  elapsed {_hms(time.time() - self.pushed)}"
             f"  next poll in {poll.pause_s:.{0 if poll.pause_s >= 10 else 1}f} s  ({self.calls()} calls)",
@@ -272,10 +296,12 @@ def wait(state: RunState, opts: WaitOptions, client_factory: Callable[[], Kaggle
         return _finished_before(kaggle, reporter)
     client = client_factory()
     reporter.add_secrets(client.credentials.secrets)
+    follower = getattr(reporter, "follower", None)
+    feed = StreamFeed(follower) if follower is not None and stream_factory is not None else None
     watch = (LogStreamWatch(stream_factory, str(kaggle.kernel_ref), int(kaggle.version_number or 0),
-                            opts.stream_served_s)
-             if opts.log_stream and stream_factory is not None else None)
-    waiter = VersionWait(state, opts, client, reporter, watch)
+                            opts.stream_served_s, on_event=feed)
+             if (opts.log_stream or feed is not None) and stream_factory is not None else None)
+    waiter = VersionWait(state, opts, client, reporter, watch, feed)
     reporter.event("wait_started", f"waiting for {kaggle.label}", kernel_ref=waiter.ref,
                    version_number=waiter.version, deadline_in_s=round(waiter.deadline - waiter.start, 1))
     try:

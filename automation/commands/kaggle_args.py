@@ -40,7 +40,13 @@ def push_options(args: argparse.Namespace) -> PushOptions:
 
 
 def wait_options(args: argparse.Namespace) -> WaitOptions:
-    return WaitOptions.from_args(args.timeout, args.poll_min, args.poll_max, args.stale_grace, args.log_stream)
+    """The wait flags; ``--follow`` reads the log stream, so it cannot go with ``--no-log-stream`` (it turns the
+    stream on when only the environment turned it off)."""
+    follow = bool(getattr(args, "follow", False))
+    if follow and args.log_stream is False:
+        raise TunixRtError("--follow shows the kernel's log stream: it cannot go with --no-log-stream")
+    return WaitOptions.from_args(args.timeout, args.poll_min, args.poll_max, args.stale_grace,
+                                 True if follow else args.log_stream)
 
 
 def kaggle_runner(reporter: Reporter, *, push: PushOptions | None = None, wait: WaitOptions | None = None,

@@ -1,5 +1,6 @@
 """``tunix-rt run``: preflight → bundle → push → wait → pull → evidence → validate → package, resumable from
-run_state.json (a stage recorded done is skipped; a pushed run is never pushed again)."""
+run_state.json (a stage recorded done is skipped; a pushed run is never pushed again). ``--follow`` prints
+the kernel's log as Kaggle streams it while the wait stage runs, under a live training panel."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from .kaggle_args import (
 
 
 def run(args: argparse.Namespace) -> int:
-    reporter = Reporter("run", json_mode=args.json)
+    reporter = Reporter("run", json_mode=args.json, follow=args.follow)
     run_dir = run_dir_of(args)
 
     def body() -> int:
@@ -31,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
         runner = kaggle_runner(reporter, push=push_options(args), wait=wait_options(args), stream=True)
         state = RunState.read(run_dir)
         stages = flow_stages(runner, inputs, package_to=Path(args.output))
-        flow = run_flow(stages, Context(state, reporter, resume=True))
+        with reporter:  # --follow: the live display runs while the flow does
+            flow = run_flow(stages, Context(state, reporter, resume=True))
         if flow.exit_code not in (EXIT_OK, EXIT_KERNEL_FAILED):
             raise TunixRtError(flow.error or "the run stopped", flow.exit_code)
         package = state.stage("package")
