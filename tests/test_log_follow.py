@@ -220,6 +220,56 @@ def test_a_session_that_ended_unseen_is_drained_from_the_persisted_log(tmp_path:
 # ------------------------------------------------------------------------------------ the CLI, end to end
 
 
+def test_a_kaggle_verbs_status_and_messages_share_the_one_live_display() -> None:
+    """In a terminal ``wait --follow`` has one rich Live (the follower's): the wait's status line shows above
+    the training panel and the reporter's messages print above the display, never a second Live."""
+    from rich.console import Console
+    from tunix_rt.progress import Reporter
+
+    screen = io.StringIO()
+    reporter = Reporter("wait", follow=True)
+    reporter.follower = Follower("live", command="wait", clock=Clock(), refresh_per_second=20,
+                                 console=Console(file=screen, force_terminal=True, width=100, height=20,
+                                                 color_system=None))
+    with reporter:
+        feed = StreamFeed(reporter.follower)
+        reporter.status_line("alice/k v1  RUNNING  next poll in 60 s  (7 calls)", key="RUNNING")
+        reporter.event("status", "alice/k v1: RUNNING", status="RUNNING")
+        feed({"stream_name": "stdout", "time": 1.0, "data": "loading\n" + _metric(2) + "\n"})
+        time.sleep(0.2)  # a refresh or two
+        assert reporter._live is None  # the reporter's own status display never started
+    final = screen.getvalue().rsplit("alice/k v1  RUNNING", 1)[-1]  # the last frame drawn
+    assert "2 / 3" in final and "loading" in final and final.index("ETA") < final.index("loading")
+    assert "alice/k v1: RUNNING" in screen.getvalue()
+
+
+def test_wait_follow_after_the_end_shows_the_persisted_log_for_one_stream_call(emu: Emulator, tmp_path: Path,
+                                                                               run_dir: Path) -> None:
+    """The version ended before the wait ever saw it run: no connection saw END_OF_LOG, so the follower asks
+    once more and Kaggle answers the finished session's log."""
+    env = cli_env(emu)
+    bundle = make_bundle(tmp_path / "bundle", files={"output/x.txt": "x"})
+    assert tunix_rt(env, "push", *push_args(run_dir, bundle, "cpu")).code == 0
+    deadline = time.monotonic() + 60
+    while (v := emu.version(USER, REF.split("/")[1], 1)) is None or v.finished_at is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    res = tunix_rt(env, "wait", "--run-dir", str(run_dir), "--follow", "--json")
+    assert res.code == 0, res.output
+    events = res.json_lines()
+    lines = [e["line"] for e in events if e["event"] == "log"]
+    assert "tiny kernel wrote 1 files" in lines and any(x.startswith("[stderr] ") for x in lines)  # papermill's
+    assert events[-1]["event"] == "result" and all("t" in e for e in events)
+    kaggle = state(run_dir)["kaggle"]
+    stream = kaggle["log_stream"]
+    assert stream["connections"] == 1 and stream["ended"]
+    assert stream["events"] == len(parse(v.log_path.read_text(encoding="utf-8")))
+    status_calls = len(emu.calls("GetKernelSessionStatus"))
+    assert kaggle["wait_api_calls"] == status_calls + 1 + 1  # + the drain's one call + the credential check
+
+
+
+
 def _training_kernel(steps: int, step_s: float) -> str:
     """Notebook code that trains the way the trainer prints: a log line, then ``steps`` steps of ``step_s``
     with a progress bar and a TUNIX_RT_METRIC line each, and reports its own training time in run_result's
@@ -319,3 +369,26 @@ def test_follow_with_no_log_stream_is_a_usage_error(emu: Emulator, tmp_path: Pat
     res = tunix_rt(cli_env(emu), "wait", "--run-dir", str(run_dir), "--follow", "--no-log-stream")
     assert res.code == 2 and "--follow" in res.stderr and len(res.stderr.strip().splitlines()) == 1
     assert emu.calls("GetKernelSessionStatus") == []
+
+
+@pytest.mark.kernel
+@pytest.mark.slow
+def test_run_follow_json_on_the_real_bundle(emu: Emulator, repo_root: Path, tmp_path: Path, run_dir: Path) -> None:
+    """The Done-when with the real trainer: its TUNIX_RT_METRIC lines and log come through the emulator's live
+    log stream while the kernel trains, earlier than the result by at least the training time it reports."""
+    res = tunix_rt(cli_env(emu), "run", "--kernel-id", f"{USER}/tunix-rt-follow", "--accelerator", "cpu",
+                   "--config", str(repo_root / "training/configs/sft_tiny.yaml"), "--mode", "smoke",
+                   "--run-dir", str(run_dir), "--output", str(tmp_path / "submission"), "--follow", "--json",
+                   "--poll-min", "1", "--poll-max", "5", timeout=1800)
+    assert res.code == 0, res.output[-4000:]
+    events = res.json_lines()
+    version = emu.version(USER, "tunix-rt-follow", 1)
+    assert version is not None and version.finished_at is not None
+    assert_followed_live(events, training_seconds(run_dir), version.finished_at)
+    metrics = [e for e in events if e["event"] == "metric"]
+    logged = [json.loads(line) for line in
+              (run_dir / "outputs" / "output" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [m["step"] for m in metrics] == [r["step"] for r in logged]  # the same records as metrics.jsonl
+    assert [m["loss"] for m in metrics] == [r["loss"] for r in logged]
+    assert metrics[-1]["device_kind"] and metrics[-1]["total_steps"] == logged[-1]["total_steps"]
+    assert FAKE_KEY not in res.output
