@@ -11,7 +11,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from . import __version__, knobs
+from . import __version__, interrupts, knobs
 from .errors import EXIT_CODES, EXIT_USAGE, TunixRtError
 from .paths import DEFAULT_KAGGLE_RUN, DEFAULT_REHEARSAL_RUN
 
@@ -65,6 +65,21 @@ def _gpus(value: str) -> str:
         raise argparse.ArgumentTypeError(str(exc).removeprefix("--gpus: ")) from None
 
 
+def _memory(value: str) -> str:
+    """A docker memory size: a positive number of bytes, or with b/k/m/g."""
+    text = value.strip().lower()
+    number = text[:-1] if text[-1:] in ("b", "k", "m", "g") else text
+    if not number.isdigit() or int(number) <= 0:
+        raise argparse.ArgumentTypeError(f"{value[:40]!r} is not a memory size such as 30g, 512m or 1073741824")
+    return text
+
+
+def _positive_int(value: str) -> int:
+    if not value.strip().isdigit() or int(value) <= 0:
+        raise argparse.ArgumentTypeError(f"{value[:40]!r} is not a positive whole number")
+    return int(value)
+
+
 def _add_rehearse(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("rehearse", help="run the bundle's notebook locally (Docker or a subprocess), fill evidence")
     p.add_argument("--backend", choices=["auto", "docker", "local"], default="auto",
@@ -84,6 +99,14 @@ def _add_rehearse(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gpus", nargs="?", const="all", default=None, type=_gpus, metavar="all|N|device=ID[,ID]",
                    help="docker backend: give the container these GPUs (bare --gpus: all) and build the image with "
                         "CUDA JAX (kernel/requirements-gpu.txt); default: none, CPU JAX")
+    p.add_argument("--memory", metavar="SIZE", default="30g", type=_memory,
+                   help="docker backend: the container's memory limit, no swap (docker --memory; default: "
+                        "%(default)s, a Kaggle session's RAM)")
+    p.add_argument("--pids-limit", metavar="N", default=8192, type=_positive_int,
+                   help="docker backend: most processes and threads in the container (default: %(default)s)")
+    p.add_argument("--force", action="store_true",
+                   help="rehearse into a run directory that already holds complete evidence, replacing it "
+                        "(without it: refused, exit 2)")
     p.add_argument("--jax-cache", metavar="DIR|off", default=None,
                    help="JAX compilation cache folder, or off (default: $TUNIX_RT_JAX_CACHE, else "
                         "~/.cache/tunix-rt/jax); the only thing a rehearsal writes outside its run directory")
@@ -130,6 +153,10 @@ def _add_push_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-internet", action="store_true", help="turn the kernel's internet off (default: on)")
     p.add_argument("--ignore-quota", action="store_true",
                    help="push even when the weekly GPU/TPU quota left is shorter than the session timeout")
+    p.add_argument("--push-settle", metavar="SECONDS", type=float, default=None,
+                   help="after a push whose reply never came (read timeout, dropped connection, a kill), look "
+                        "for the version it may still create this long before pushing again ("
+                        + knobs.help_default(knobs.PUSH_SETTLE, "300") + ")")
 
 
 def _add_push(sub: argparse._SubParsersAction) -> None:
@@ -172,6 +199,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="push → wait → pull → evidence → validate → package, resumable")
     _add_push_options(p)
     p.add_argument("--output", metavar="DIR", default="submission", help="folder for the zip (default: submission)")
+    p.add_argument("--force", action="store_true",
+                   help="start a run in a run directory that already holds complete evidence (a rehearsal's), "
+                        "replacing it (without it: refused, exit 2; a pushed run resumes either way)")
     _add_wait_options(p)
     _add_json(p)
 
@@ -261,15 +291,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return EXIT_USAGE
+    interrupts.install()  # SIGTERM and SIGHUP end a command as Ctrl-C does (clean-up runs), exit 128+signal
     module = importlib.import_module(f"tunix_rt.commands.{args.command}")
     try:
         return int(module.run(args) or 0)
     except TunixRtError as exc:
         print(f"tunix-rt {args.command}: error: {exc.message}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"tunix-rt {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print(f"tunix-rt {args.command}: interrupted ({interrupts.signal_name(exc)})", file=sys.stderr)
+        return interrupts.exit_code(exc)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import EXIT_OK, TunixRtError
+from .interrupts import signal_name
 from .progress import Reporter
 from .runstate import RunState
 
@@ -116,8 +117,10 @@ def run_flow(stages: Sequence[Stage], ctx: Context) -> FlowResult:
             result = stage.run(ctx)
         except (TunixRtError, KeyboardInterrupt) as exc:
             if stage.record and ctx.state.path.exists():
-                why = exc.message if isinstance(exc, TunixRtError) else "interrupted"
-                ctx.state.mark(stage.name, "failed", error=why)
+                if isinstance(exc, TunixRtError):
+                    ctx.state.mark(stage.name, "failed", error=exc.message)
+                else:  # Ctrl-C, SIGTERM, SIGHUP (interrupts.py): a rerun runs the stage again
+                    ctx.state.mark(stage.name, "interrupted", error=f"interrupted ({signal_name(exc)})")
                 ctx.state.write()
             raise
         ran.append(stage.name)

@@ -10,7 +10,8 @@ not there (or not visible yet). So:
   until one is not there: the real latest version, however far the field lags.
 * :func:`landed`: after an ambiguous push failure, does ``v<previous+1>`` exist? Asked a few times,
   spaced out, because a version that was just created may not be visible at once (the same post-push
-  grace that wait.py gives the status).
+  grace that wait.py gives the status); with ``until``, asked on until then: the **settle window**
+  (push.py), since a SaveKernel whose reply never came may still complete on the server minutes later.
 
 A 403/404 on GetKernel of a kernel this run never pushed means "does not exist yet" (Kaggle answers 403
 for kernels the caller cannot see, kaggle-cli PR #1201; the owner is the authenticated user, preflight.py).
@@ -18,6 +19,7 @@ for kernels the caller cannot see, kaggle-cli PR #1201; the owner is the authent
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,6 +27,7 @@ from .kaggle_client import KaggleClient
 
 MAX_PROBES = 20  # versions probed past currentVersionNumber (a lag of 20 pushes would be extraordinary)
 LANDED_PROBES = 3  # "is v<N+1> there?" asked this many times after an ambiguous push failure
+SETTLE_SPACING_MAX_S = 30.0  # looks during a settle window are at most this far apart
 
 
 @dataclass(frozen=True)
@@ -51,13 +54,22 @@ def look_up(client: KaggleClient, kernel_ref: str) -> KernelState:
 
 
 def landed(client: KaggleClient, kernel_ref: str, previous: int,
-           sleep: Callable[[float], None], spacing_s: float) -> int | None:
+           sleep: Callable[[float], None], spacing_s: float, *, until: float | None = None,
+           clock: Callable[[], float] = time.time) -> int | None:
     """The version an ambiguous push created (``previous + 1``), or None when Kaggle does not show it after
-    :data:`LANDED_PROBES` looks ``spacing_s``, 2×``spacing_s``, … apart."""
+    :data:`LANDED_PROBES` looks ``spacing_s``, 2×``spacing_s``, … apart and, with ``until`` (a ``clock()``
+    time), not before ``until`` either: looks on, at most :data:`SETTLE_SPACING_MAX_S` apart, the last one
+    at ``until``."""
     expected = previous + 1
-    for probe in range(LANDED_PROBES):
-        if probe:
-            sleep(spacing_s * 2 ** (probe - 1))
+    probe = 0
+    while True:
         if client.get_kernel(kernel_ref, expected) is not None:
             return expected
-    return None
+        probe += 1
+        pause = min(spacing_s * 2 ** (probe - 1), SETTLE_SPACING_MAX_S)
+        left = None if until is None else until - clock()
+        if probe >= LANDED_PROBES and (left is None or left <= 0):
+            return None
+        if left is not None and left > 0 and probe >= LANDED_PROBES:
+            pause = min(pause, left)
+        sleep(max(pause, 0.0))

@@ -39,6 +39,8 @@ BASE_IMAGE = Knob("TUNIX_RT_BASE_IMAGE", "FROM of the default kernel image (defa
                   "--base-image")
 JAX_CACHE = Knob("TUNIX_RT_JAX_CACHE", "JAX compilation cache folder of rehearsals, or 0/off "
                  "(default ~/.cache/tunix-rt/jax)", "--jax-cache")
+PUSH_SETTLE = Knob("TUNIX_RT_PUSH_SETTLE_S", "seconds a push whose reply never came is given to appear on "
+                   "Kaggle before pushing again (default 300)", "--push-settle")
 RETRY_ATTEMPTS = Knob("TUNIX_RT_RETRY_ATTEMPTS", "API calls per request, the first included (default 8)")
 RETRY_TOTAL_S = Knob("TUNIX_RT_RETRY_TOTAL_S", "give up a request after this many seconds (default 600)")
 RETRY_BASE_S = Knob("TUNIX_RT_RETRY_BASE_S", "first backoff step in seconds (default 1)")
@@ -48,7 +50,7 @@ STREAM_SERVED_S = Knob("TUNIX_RT_STREAM_SERVED_S", "a cut log stream that served
                        "(default 30)")
 DOCKER_RUN = Knob("TUNIX_RT_DOCKER_RUN", "folder of docker/start_dockerd.sh's socket (default /run/tunix-rt-docker)")
 
-KNOBS = (STALE_GRACE, LOG_STREAM, BASE_IMAGE, JAX_CACHE, RETRY_ATTEMPTS, RETRY_TOTAL_S, RETRY_BASE_S,
+KNOBS = (STALE_GRACE, LOG_STREAM, PUSH_SETTLE, BASE_IMAGE, JAX_CACHE, RETRY_ATTEMPTS, RETRY_TOTAL_S, RETRY_BASE_S,
          RETRY_MAX_WAIT_S, API_TIMEOUT_S, STREAM_SERVED_S, DOCKER_RUN)
 
 

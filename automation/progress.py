@@ -161,8 +161,10 @@ class Reporter:
         except TunixRtError as exc:
             self.result(exc.exit_code, error=exc.message, **on_error)
             raise
-        except KeyboardInterrupt:
-            self.result(130, error="interrupted", **on_error)
+        except KeyboardInterrupt as exc:
+            from .interrupts import exit_code, signal_name
+
+            self.result(exit_code(exc), error=f"interrupted ({signal_name(exc)})", **on_error)
             raise
 
     def result(self, exit_code: int, message: str = "", **fields: Any) -> None:

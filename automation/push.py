@@ -15,9 +15,14 @@ Never twice for one run (:func:`push`):
 * before pushing we record the real latest version as ``kaggle.push_attempt`` in run_state.json, atomically;
 * the push itself is retried only when it certainly never reached Kaggle (connection refused / not
   opened, or a 429); after an ambiguous failure (5xx, read timeout, a connection dropped after sending)
-  we ask for ``v<previous+1>`` itself (kernel_versions.landed, a few spaced looks: a new version may not be
-  visible at once) and adopt it if it is there; only when it is not do we push again. A crash mid-push
-  leaves ``push_attempt``, so the next ``push`` does the same check first.
+  we ask for ``v<previous+1>`` itself (kernel_versions.landed) and adopt it if it is there; only when it is
+  not do we push again. A crash mid-push (or a kill: SIGKILL, a CI runner gone) leaves ``push_attempt``,
+  so the next ``push`` does the same check first.
+* **The settle window** (``--push-settle``, default :data:`PUSH_SETTLE_S` = 5 min): a SaveKernel whose
+  reply never came can still complete on the server after the client gave up (a slow Kaggle answering
+  after the read timeout; a rerun seconds after a kill). So "is ``v<previous+1>`` there?" is asked on until
+  the window, counted from when that push was sent (``push_attempt.started_at``), has passed; a rerun
+  later than that asks once. Only then is it safe to push again.
 
 The title: a new kernel gets its slug (Kaggle derives the slug from the title); an existing kernel keeps
 its title (a different one would rename it, kaggle-cli docs/kernels_metadata.md). bundle.py writes it.
@@ -53,6 +58,7 @@ from .runstate import KaggleRecord, PushAttempt, RunState
 # Kaggle's own session limits when none is sent: 9 h on GPU/TPU, 12 h on CPU.
 DEFAULT_SESSION_S = {"gpu": 9 * 3600, "tpu": 9 * 3600, "cpu": 12 * 3600}
 PUSH_ATTEMPTS = 3  # pushes after ambiguous failures, each preceded by a "did it land?" check
+PUSH_SETTLE_S = 300.0  # how long a push whose reply never came may still complete on the server
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,7 @@ class PushOptions:
 
     session_timeout: int | None = None
     ignore_quota: bool = False
+    settle_s: float = PUSH_SETTLE_S  # --push-settle (see the module docstring)
 
 
 @dataclass(frozen=True)
@@ -136,8 +143,12 @@ def push(state: RunState, plan: PushPlan, bundle_dir: Path, opts: PushOptions, c
     kernel_id = plan.kernel_id
     pending = kaggle.push_attempt
     if pending and pending.kernel_ref == kernel_id:
+        until = _epoch(pending.started_at) + opts.settle_s
+        if until > time.time():
+            reporter.warn(f"an earlier push of this run may still complete on Kaggle: looking for "
+                          f"v{pending.previous_version + 1} for up to {until - time.time():.0f} s (--push-settle)")
         landed = kernel_versions.landed(client, kernel_id, pending.previous_version, client.policy.sleep,
-                                        _landing_spacing(client))
+                                        _landing_spacing(client), until=until)
         if landed:
             reporter.warn(f"an earlier push of this run reached Kaggle as v{landed}; not pushing again")
             return _record_success(state, plan, landed, _kernel_url(kernel_id), None, reporter, how="landed")
@@ -160,6 +171,7 @@ def push(state: RunState, plan: PushPlan, bundle_dir: Path, opts: PushOptions, c
 
     last: BaseException | None = None
     for attempt in range(1, PUSH_ATTEMPTS + 1):
+        sent = time.time()  # the settle window of this push counts from here
         try:
             resp = client.push(bundle_dir, timeout_s=opts.session_timeout, machine_shape=plan.accel.machine_shape)
         except TunixRtError:
@@ -178,8 +190,10 @@ def push(state: RunState, plan: PushPlan, bundle_dir: Path, opts: PushOptions, c
             last = exc
         else:
             return _handle_response(state, plan, resp, reporter)
-        reporter.warn(f"push outcome unknown ({retry.describe(last)}); asking Kaggle for v{previous + 1} itself")
-        landed = kernel_versions.landed(client, kernel_id, previous, client.policy.sleep, _landing_spacing(client))
+        reporter.warn(f"push outcome unknown ({retry.describe(last)}); asking Kaggle for v{previous + 1} itself "
+                      f"for up to {opts.settle_s:.0f} s (--push-settle)")
+        landed = kernel_versions.landed(client, kernel_id, previous, client.policy.sleep, _landing_spacing(client),
+                                        until=sent + opts.settle_s)
         if landed:
             reporter.warn(f"the push reached Kaggle as v{landed}; not pushing again")
             return _record_success(state, plan, landed, _kernel_url(kernel_id), None, reporter, how="landed")
@@ -187,6 +201,15 @@ def push(state: RunState, plan: PushPlan, bundle_dir: Path, opts: PushOptions, c
             client.policy.sleep(min(client.policy.max_wait_s, client.policy.base_s * 2 ** attempt))
     raise TunixRtError(f"push of {kernel_id} failed {PUSH_ATTEMPTS} times ({retry.describe(last)}); "
                        f"Kaggle shows no v{previous + 1}, so it is safe to run push again", EXIT_API)
+
+
+def _epoch(utc: str | None) -> float:
+    """``push_attempt.started_at`` (``utc_now()``'s format) as seconds since the epoch; 0 when unreadable
+    (an attempt of unknown age has settled long ago)."""
+    try:
+        return datetime.strptime(utc or "", "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return 0.0
 
 
 def _landing_spacing(client: KaggleClient) -> float:

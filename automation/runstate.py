@@ -29,7 +29,7 @@ from .kernel_status import KernelStatus
 from .layout import BUNDLE_DIR, NOTEBOOK_NAME, STATE_FILE
 
 SCHEMA_VERSION = 2
-STAGE_STATUSES = ("running", "done", "failed")
+STAGE_STATUSES = ("running", "done", "failed", "interrupted")
 
 
 def state_path(run_dir: Path) -> Path:

@@ -7,6 +7,12 @@ once this version has been seen QUEUED/RUNNING/NEW_SCRIPT (remembered in run_sta
 so a resumed wait keeps it) or once the stale grace (``--stale-grace``, default 30 s) has passed since the
 push — a real Kaggle session needs longer than that to start, run and stop.
 
+A COMPLETE never seen preceded by QUEUED/RUNNING is also checked against this version's own output list
+(one ListKernelSessionOutput call): a version that has not run lists no files, so the previous version's
+COMPLETE is never taken for this one, however long after the push it is answered (issue 14: accepting it
+left pull with 0 files and every rerun stuck). An ERROR or cancel not seen preceded by QUEUED/RUNNING is
+still taken after the grace: a failed version may legitimately list no files.
+
 **Not visible yet.** Kaggle answers 403 (or 404) for a kernel or version it does not show the caller
 (kaggle-cli PR #1201; kaggle-api #548). Inside the same post-push window that means "not visible yet" and
 the poll goes on; outside it, the error names the kernel and says this account cannot see it (exit 2) —
@@ -202,11 +208,17 @@ class VersionWait:
             kaggle.seen_active = changed = True
         self._cancel_polls = self._cancel_polls + 1 if status == KernelStatus.CANCEL_REQUESTED else 0
         terminal = status in TERMINAL or self._cancel_polls >= CANCEL_REQUESTED_POLLS
+        ignored = False
         if terminal and not kaggle.seen_active and in_grace:
             self.reporter.event("stale_status_ignored", f"ignoring {status} for v{self.version}: not seen queued "
                                 "or running yet (likely the previous session)", status=status)
-            terminal, self._k = False, 0
-        if status is not None and status != self._last:
+            terminal, self._k, ignored = False, 0, True
+        elif terminal and not kaggle.seen_active and status == KernelStatus.COMPLETE and not self._lists_files():
+            self.reporter.event("stale_status_ignored", f"ignoring {status} for v{self.version}: not seen queued "
+                                "or running, and it lists no output files (likely the previous version's)",
+                                status=status)
+            terminal, ignored = False, True
+        if status is not None and status != self._last and not ignored:
             kaggle.status, kaggle.last_status_at, kaggle.wait_api_calls = status, utc_now(), calls
             changed = True
             self.reporter.event("status", f"{self.ref} v{self.version}: {status}", status=status, api_calls=calls,
@@ -237,6 +249,15 @@ class VersionWait:
         if self.watch is not None and not self.watch.ended.is_set():
             self.watch.drain()
         self.feed.close()
+
+    def _lists_files(self) -> bool:
+        """Whether this version's output list has any file: a version COMPLETE on Kaggle lists its outputs
+        (ListKernelSessionOutput), one that has not run yet lists none (the stale-status guard)."""
+        try:
+            page = self.client.output_page(self.ref, self.version, None, 1)
+        except NotVisible:
+            return False
+        return bool(getattr(page, "files", None))
 
     def _record_counters(self) -> None:
         self.kaggle.wait_api_calls = self.calls()

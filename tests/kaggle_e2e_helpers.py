@@ -37,6 +37,7 @@ FAST_ENV = {
     "TUNIX_RT_RETRY_ATTEMPTS": "10",
     "TUNIX_RT_API_TIMEOUT_S": "5",
     "TUNIX_RT_STALE_GRACE_S": "20",
+    "TUNIX_RT_PUSH_SETTLE_S": "2",  # a push whose reply never came: look for its version 2 s, not 5 min
     "PYTHONUNBUFFERED": "1",
 }
 POLL = ["--poll-min", "0.1", "--poll-max", "0.3"]

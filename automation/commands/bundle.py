@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .. import paths
+from .. import paths, rundir_lock
 from ..bundle import BundleInfo, BundleInputs
 from ..engine import Context, run_flow
 from ..progress import Reporter
@@ -31,4 +31,4 @@ def run(args: argparse.Namespace) -> int:
         reporter.result(0, "\n".join(lines), run_dir=str(run_dir), **info.as_dict())
         return 0
 
-    return reporter.run(body)
+    return reporter.run(rundir_lock.locked(run_dir, "bundle", body))

@@ -4,16 +4,17 @@ the result line they print."""
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .. import kernel_id, paths
+from .. import kernel_id, knobs, paths
 from ..bundle import BundleInputs
 from ..errors import TunixRtError
 from ..kaggle_client import KaggleClient, connect
 from ..progress import Reporter
-from ..push import PushOptions
+from ..push import PUSH_SETTLE_S, PushOptions
 from ..runners.kaggle import KaggleRunner
 from ..runstate import RunState
 from ..wait import WaitOptions
@@ -36,7 +37,10 @@ def bundle_inputs(args: argparse.Namespace) -> BundleInputs:
 def push_options(args: argparse.Namespace) -> PushOptions:
     if args.session_timeout is not None and args.session_timeout <= 0:
         raise TunixRtError("--session-timeout must be a positive number of seconds")
-    return PushOptions(session_timeout=args.session_timeout, ignore_quota=args.ignore_quota)
+    settle = knobs.number(knobs.PUSH_SETTLE, PUSH_SETTLE_S) if args.push_settle is None else args.push_settle
+    if not math.isfinite(settle) or settle < 0:
+        raise TunixRtError(f"--push-settle {settle!r}: expected a finite number of seconds, 0 or more")
+    return PushOptions(session_timeout=args.session_timeout, ignore_quota=args.ignore_quota, settle_s=settle)
 
 
 def wait_options(args: argparse.Namespace) -> WaitOptions:

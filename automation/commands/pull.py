@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from .. import rundir_lock
 from ..engine import Context, run_flow
 from ..layout import OUTPUTS_DIR
 from ..progress import Reporter
@@ -26,4 +27,4 @@ def run(args: argparse.Namespace) -> int:
                         **kaggle_fields(state))
         return flow.exit_code
 
-    return reporter.run(body)
+    return reporter.run(rundir_lock.locked(run_dir, "pull", body))

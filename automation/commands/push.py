@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from .. import rundir_lock
 from ..engine import Context, run_flow
 from ..progress import Reporter
 from ..runstate import RunState
@@ -24,4 +25,4 @@ def run(args: argparse.Namespace) -> int:
         reporter.result(0, f"{kaggle.label}: {kaggle.url}", **kaggle_fields(state))
         return 0
 
-    return reporter.run(body)
+    return reporter.run(rundir_lock.locked(run_dir, "push", body))

@@ -10,7 +10,7 @@ import argparse
 import shlex
 from pathlib import Path
 
-from .. import paths
+from .. import keep_evidence, paths, rundir_lock
 from ..bundle import BundleInputs
 from ..fsutil import read_json
 from ..progress import Reporter
@@ -55,9 +55,10 @@ def run(args: argparse.Namespace) -> int:
     reporter = Reporter("rehearse", json_mode=args.json, follow=args.follow, to_stdout=True, kernel_console=True)
     inputs = BundleInputs(mode=args.mode, config=args.config, dataset=args.dataset, eval_set=args.eval_set)
     options = RunnerOptions(image=args.image, base_image=args.base_image, network=args.network, gpus=args.gpus,
-                            jax_cache=args.jax_cache)
+                            jax_cache=args.jax_cache, memory=args.memory, pids_limit=args.pids_limit)
 
     def body() -> int:
+        keep_evidence.check(run_dir, "rehearsal", force=args.force)
         with reporter:
             result = rehearse(run_dir, inputs, reporter, backend=args.backend, options=options,
                               command=command_line(args))
@@ -68,4 +69,4 @@ def run(args: argparse.Namespace) -> int:
                         report=[str(result.run_dir / name) for name in REPORT_FILES])
         return 0
 
-    return reporter.run(body, run_dir=str(run_dir.resolve()))
+    return reporter.run(rundir_lock.locked(run_dir, "rehearse", body), run_dir=str(run_dir.resolve()))

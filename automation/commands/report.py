@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .. import rundir_lock
 from ..errors import EXIT_OK
 from ..progress import Reporter
 from ..run_report import write_report
@@ -22,4 +23,4 @@ def run(args: argparse.Namespace) -> int:
                         png_bytes=files.png_bytes, items=files.items, loss_points=files.points)
         return EXIT_OK
 
-    return reporter.run(body)
+    return reporter.run(rundir_lock.locked(Path(args.run_dir), "report", body, create=False))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .. import keep_evidence, rundir_lock
 from ..engine import Context, run_flow
 from ..errors import EXIT_KERNEL_FAILED, EXIT_OK, TunixRtError
 from ..progress import Reporter
@@ -31,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
         inputs = bundle_inputs(args)
         runner = kaggle_runner(reporter, push=push_options(args), wait=wait_options(args), stream=True)
         state = RunState.read(run_dir)
+        if state.kaggle is None or not (state.kaggle.pushed or state.kaggle.push_attempt):  # a fresh run
+            keep_evidence.check(run_dir, "run", force=args.force)
         stages = flow_stages(runner, inputs, package_to=Path(args.output))
         with reporter:  # --follow: the live display runs while the flow does
             flow = run_flow(stages, Context(state, reporter, resume=True))
@@ -43,4 +46,4 @@ def run(args: argparse.Namespace) -> int:
                         **({"error": flow.error} if flow.exit_code and flow.error else {}))
         return flow.exit_code
 
-    return reporter.run(body)
+    return reporter.run(rundir_lock.locked(run_dir, "run", body))

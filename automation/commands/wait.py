@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from .. import rundir_lock
 from ..engine import Context, run_flow
 from ..progress import Reporter
 from ..runners.kaggle import WaitStage
@@ -25,4 +26,4 @@ def run(args: argparse.Namespace) -> int:
         reporter.result(code, version_line(state), **kaggle_fields(state))
         return code
 
-    return reporter.run(body)
+    return reporter.run(rundir_lock.locked(run_dir, "wait", body))

@@ -54,6 +54,8 @@ class RunnerOptions:
     network: str = "none"
     gpus: str | None = None  # all, a count or device=ID,…; None: no GPU
     jax_cache: str | None = None  # a folder or "off"; None: $TUNIX_RT_JAX_CACHE or ~/.cache/tunix-rt/jax
+    memory: str = "30g"  # the container's memory limit (docker --memory; swap none): a Kaggle session's RAM
+    pids_limit: int = 8192  # processes + threads in the container (JAX starts a few hundred threads)
 
     @property
     def docker_only(self) -> bool:
@@ -116,7 +118,8 @@ class DockerRunner(ProcessRunner):
 
         o = self.options
         return run_docker(bundle_dir, run_dir, image=o.image, base_image=o.base_image, network=o.network,
-                          gpus=o.gpus, jax_cache=o.jax_cache, stream=stream)
+                          gpus=o.gpus, jax_cache=o.jax_cache, stream=stream, memory=o.memory,
+                          pids_limit=o.pids_limit)
 
 
 class AutoRunner(ProcessRunner):

@@ -9,6 +9,14 @@ The kernel runs as root, as on Kaggle, and hands ``/kaggle/working`` to the host
 inside the container), so a non-root host user can read and delete every output. Running as the host uid
 instead would break notebooks that expect Kaggle's root (a writable ``$HOME=/root``, pip installs).
 
+That root is a small one (:func:`hardening`): ``no-new-privileges``, every capability dropped but the three
+file ones the kernel needs (``CHOWN`` for the final chown, ``DAC_OVERRIDE`` and ``FOWNER`` to write into the
+host user's bind-mounted ``outputs/``), and limits on processes (``--pids-limit``, default 8192: JAX alone
+starts a few hundred threads) and memory (``--memory``, default 30g with no swap, the RAM of a Kaggle
+session), so a runaway notebook cannot fork-bomb or swap the host. The container is removed on every exit
+path Python sees (an end, an error, Ctrl-C, SIGTERM/SIGHUP via interrupts.py), found by a label unique to
+the command even when the interrupt came before the SDK handed the container back.
+
 Anything that keeps the notebook from starting (no daemon, an image that cannot be built, found or started)
 raises :class:`DockerSetupError`: exit 1, one line naming the daemon address and, for the image, the base-image
 way out. ``tunix-rt rehearse --backend auto`` falls back to the local runner on it.
@@ -26,6 +34,7 @@ import shutil
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -47,6 +56,10 @@ BASE_IMAGE_ENV = knobs.BASE_IMAGE.env  # CI: tunix-rt/debian:bookworm (docker/ma
 DOCKERFILE_BASE_IMAGE = "python:3.12-slim-bookworm"  # the Dockerfile's ARG BASE_IMAGE default
 LABEL_ROLE = "tunix-rt.role"  # on every image and container this module makes
 LABEL_RUN_DIR = "tunix-rt.run-dir"  # on rehearsal containers: which run they belong to
+LABEL_INVOCATION = "tunix-rt.invocation"  # on rehearsal containers: the command that made it (clean-up)
+CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER")  # all a kernel keeps (see the module docstring)
+DEFAULT_MEMORY = "30g"
+DEFAULT_PIDS_LIMIT = 8192
 
 SRC_MOUNT = "/kaggle/src"
 INPUT_MOUNT = "/kaggle/input"
@@ -204,6 +217,8 @@ def run_docker(
     gpus: str | None = None,
     jax_cache: str | None = None,
     stream: TextIO | None = sys.stdout,
+    memory: str = DEFAULT_MEMORY,
+    pids_limit: int = DEFAULT_PIDS_LIMIT,
 ) -> RunOutcome:
     """Run the bundle's notebook with papermill in a container and return the outcome.
 
@@ -211,8 +226,9 @@ def run_docker(
     the Dockerfile's default); a given tag must exist (build it with :func:`build_image`). ``network``: Docker
     network mode (none, host, bridge). ``gpus``: the GPUs to give the container (``all``, a count,
     ``device=ID,…``; needs the NVIDIA container toolkit), and then the default image is the CUDA-JAX one.
-    ``jax_cache``: the compilation cache setting (see :mod:`.compile_cache`). The console goes to ``stream``
-    and to ``<run-dir>/raw_log/console.log``.
+    ``jax_cache``: the compilation cache setting (see :mod:`.compile_cache`). ``memory``/``pids_limit``: the
+    container's limits (:func:`hardening`). The console goes to ``stream`` and to
+    ``<run-dir>/raw_log/console.log``.
     A notebook failure is an outcome with a non-zero exit code, not an exception; a missing daemon, image or
     GPU runtime raises :class:`DockerSetupError`. Ctrl-C stops and removes the container, then propagates.
     """
@@ -232,6 +248,7 @@ def run_docker(
     client = _client()
     container = None
     finished = False
+    invocation = uuid.uuid4().hex
     try:
         try:
             client.images.get(image)
@@ -265,7 +282,8 @@ def run_docker(
                 environment=environment,
                 network_mode=network,
                 shm_size="1g",  # Docker's 64 MB default is smaller than any Kaggle machine's
-                labels={LABEL_ROLE: "rehearsal", LABEL_RUN_DIR: str(run_dir)},
+                labels={LABEL_ROLE: "rehearsal", LABEL_RUN_DIR: str(run_dir), LABEL_INVOCATION: invocation},
+                **hardening(memory, pids_limit),
             )
             if gpu_request is not None:
                 kwargs["device_requests"] = gpu_request.device_requests()
@@ -292,6 +310,8 @@ def run_docker(
         _say(stream, "docker: interrupted; stopping the container")
         raise
     finally:
+        if container is None:  # interrupted inside create: the daemon may have made it all the same
+            container = _created_by(client, invocation)
         if container is not None:
             _remove(client, container, outputs_dir, chowned=finished)
         client.close()
@@ -303,6 +323,23 @@ def run_docker(
     elif exit_code == 137:
         detail += " (killed: out of memory?)"
     return RunOutcome("docker", exit_code, outputs_dir, log_path, wall_s, detail)
+
+
+def hardening(memory: str = DEFAULT_MEMORY, pids_limit: int = DEFAULT_PIDS_LIMIT) -> dict[str, Any]:
+    """The container options that keep a kernel's root small (see the module docstring)."""
+    return {"security_opt": ["no-new-privileges"], "cap_drop": ["ALL"], "cap_add": list(CAPABILITIES),
+            "pids_limit": pids_limit, "mem_limit": memory, "memswap_limit": memory}
+
+
+def _created_by(client: docker.DockerClient, invocation: str) -> Any:
+    """The container this command made, looked up by its label (None when there is none)."""
+    import docker
+
+    try:
+        found = client.containers.list(all=True, filters={"label": f"{LABEL_INVOCATION}={invocation}"})
+    except docker.errors.DockerException:
+        return None
+    return found[0] if found else None
 
 
 def _bundle_notebook(bundle_dir: Path) -> str:
@@ -365,7 +402,7 @@ def _remove(client: docker.DockerClient, container: Any, outputs_dir: Path, *, c
         client.containers.run(
             container.image.id, ["chown", "-R", f"{os.getuid()}:{os.getgid()}", WORKING_MOUNT],
             volumes={str(outputs_dir): {"bind": WORKING_MOUNT, "mode": "rw"}}, network_mode="none",
-            labels={LABEL_ROLE: "chown"}, remove=True,
+            labels={LABEL_ROLE: "chown"}, remove=True, **hardening(),
         )
     except docker.errors.DockerException as exc:
         print(f"docker: could not hand {outputs_dir} back to uid {os.getuid()}: {_first_line(exc)}",

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..bundle import BundleInputs
 from ..engine import BaseStage, Context, StageResult
-from ..errors import EXIT_USAGE, TunixRtError
+from ..errors import EXIT_API, EXIT_USAGE, TunixRtError
+from ..kernel_status import KernelStatus
 from ..layout import BUNDLE_DIR
 from ..push import PushOptions, PushPlan, check_already_pushed, plan_push, push
 from ..wait import WaitOptions, wait
@@ -167,5 +168,22 @@ class PullStage(BaseStage):
         client = self.runner.client(ctx)
         check_finished(ctx.state, client)
         result = download_outputs(ctx.state, client, ctx.reporter)
+        if not result.files and not result.refused:
+            _not_complete_yet(ctx)
         details: dict[str, Any] = result.details()
         return StageResult(details, value=result)
+
+
+def _not_complete_yet(ctx: Context) -> None:
+    """A version taken for COMPLETE that lists no output file did not complete as far as this run can tell
+    (the previous version's COMPLETE taken for it, or Kaggle not listing its outputs yet): the wait is undone
+    (``wait`` stage failed, the status back to PUSHED) and pull fails, so a rerun waits and pulls again
+    instead of skipping both and failing the same way forever (issue 14). Exit 5."""
+    kaggle = ctx.state.kaggle
+    if kaggle is None or kaggle.status != KernelStatus.COMPLETE:
+        return  # ERROR / cancelled: no outputs is a possible result; evidence says the run failed
+    label = kaggle.label
+    kaggle.status, kaggle.finished_at, kaggle.failure_message = KernelStatus.PUSHED, None, None
+    why = f"{label} was taken for COMPLETE but lists no output files"
+    ctx.state.mark("wait", "failed", error=why)
+    raise TunixRtError(f"{why}; run again to wait for it and pull again", EXIT_API)

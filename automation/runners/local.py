@@ -44,7 +44,7 @@ from ..redact import Redactor
 from . import RunOutcome, compile_cache
 
 KERNEL_NAME = "python3"
-INTERRUPT_GRACE_S = 15.0  # papermill got the same Ctrl-C and shuts its kernel down; then terminate, then kill
+INTERRUPT_GRACE_S = 15.0  # papermill got SIGINT and shuts its kernel down; then its group is ended
 
 
 def papermill_command(notebook: Path, out_notebook: Path, cwd: Path, *, log_output: bool = True) -> list[str]:
@@ -101,13 +101,15 @@ def run_kernel_process(cmd: list[str], *, cwd: Path, env: Mapping[str, str],
                        timeout_s: float | None = None) -> Execution:
     """Run a kernel process, handing its output to ``on_output(stream name, text)`` as it comes (from pump
     threads; "stdout" only when ``merge_stderr``). ``own_group``: a session of its own, stopped as a group
-    (``stop`` set, ``timeout_s`` passed); else it shares this terminal's Ctrl-C, which stops it too (after a
-    grace for papermill to stop its kernel) before the KeyboardInterrupt propagates. OSError when it cannot
-    start."""
+    (``stop`` set, ``timeout_s`` passed); else an interrupt of this process (Ctrl-C, or SIGTERM/SIGHUP, which
+    interrupts.py turns into one) is passed on to it as SIGINT (a grace for papermill to stop its kernel), then
+    its whole process group is ended (papermill, the kernel, the trainer) before the KeyboardInterrupt
+    propagates. Either way the kernel runs in a process group of its own, so nothing it started outlives the
+    command, whatever signal ended it. OSError when it cannot start."""
     start = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
-                            start_new_session=own_group)
+                            start_new_session=True)  # its own group: ended whole (see the docstring)
     pipes = [(proc.stdout, "stdout")] + ([] if merge_stderr else [(proc.stderr, "stderr")])
     pumps = [threading.Thread(target=_pump, args=(pipe, name, on_output), daemon=True) for pipe, name in pipes]
     for pump in pumps:
@@ -125,17 +127,12 @@ def run_kernel_process(cmd: list[str], *, cwd: Path, env: Mapping[str, str],
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=0.1)
     except KeyboardInterrupt:
-        if own_group:
-            _stop_group(proc)
-        else:
-            for end, grace in ((None, INTERRUPT_GRACE_S), (proc.terminate, 5.0), (proc.kill, None)):
-                if end is not None:
-                    end()
-                try:
-                    proc.wait(timeout=grace)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
+        if not own_group:  # as a terminal's Ctrl-C would: papermill shuts its kernel down
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=INTERRUPT_GRACE_S)
+        _stop_group(proc)  # whatever is left of the group: the kernel, the trainer
         raise
     finally:
         proc.wait()
@@ -148,17 +145,28 @@ def run_kernel_process(cmd: list[str], *, cwd: Path, env: Mapping[str, str],
 
 
 def _stop_group(proc: subprocess.Popen) -> None:
-    """Stop the kernel and everything it started (papermill's ipykernel too)."""
+    """Stop the kernel and everything it started (papermill's ipykernel too): SIGTERM to the group, then
+    SIGKILL to whatever of it is still there (papermill may be gone while its kernel is not)."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
             return
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=3)
+        if not _group_alive(proc.pid):
             return
-        except subprocess.TimeoutExpired:
-            continue
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether any process of the group ``pgid`` is still there (signal 0 only checks)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class _Console:
