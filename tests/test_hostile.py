@@ -200,25 +200,31 @@ def test_complete_evidence_is_not_overwritten_without_force(emu: Emulator, good_
     assert rerun.code == 0, rerun.output
 
 
-def _group_members(pgid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                found.append(int(entry.name))
+def _tree(pid: int) -> set[int]:
+    """Every process under ``pid`` now (the kernel included: jupyter_client gives it a session of its own)."""
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for task in Path(f"/proc/{todo.pop()}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                kids = {int(k) for k in (task / "children").read_text().split()} - found
+                found |= kids
+                todo += kids
     return found
 
 
-def _children(pid: int) -> list[int]:
-    kids: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        with contextlib.suppress(OSError):
-            kids += [int(k) for k in (task / "children").read_text().split()]
-    return kids
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
@@ -233,14 +239,15 @@ def test_sigterm_and_sighup_during_a_local_rehearsal_end_the_kernel_group(sig: s
     proc = subprocess.Popen([sys.executable, "-m", "tunix_rt", "rehearse", "--backend", "local", "--run-dir",
                              str(run_dir)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        papermill: list[int] = []
+        tree: set[int] = set()
 
         def kernel_started() -> bool:
-            papermill[:] = _children(proc.pid)
-            return bool(papermill) and len(_group_members(papermill[0])) >= 2  # papermill + its kernel
+            tree.update(_tree(proc.pid))
+            return any("ipykernel" in _cmdline(p) for p in tree)
 
         _until(kernel_started, timeout=240, what="papermill and its kernel")
-        pgid = papermill[0]
+        time.sleep(1)
+        tree.update(_tree(proc.pid))
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=120)
     finally:
@@ -248,7 +255,7 @@ def test_sigterm_and_sighup_during_a_local_rehearsal_end_the_kernel_group(sig: s
             proc.kill()
     assert proc.returncode == 128 + sig, out[-2000:] + err[-2000:]
     assert f"interrupted ({sig.name})" in err
-    _until(lambda: not _group_members(pgid), timeout=30, what="the kernel's process group to end")
+    _until(lambda: not [p for p in tree if _alive(p)], timeout=30, what="papermill, its kernel and the trainer to end")
     assert list(scratch.iterdir()) == []  # the emulated /kaggle tree is gone
     execute = state(run_dir)["stages"]["execute"]
     assert execute["status"] == "interrupted" and sig.name in execute["error"]

@@ -122,17 +122,18 @@ def run_kernel_process(cmd: list[str], *, cwd: Path, env: Mapping[str, str],
             elif timeout_s is not None and time.monotonic() - start > timeout_s:
                 stopped = "timeout"
             if stopped:
-                _stop_group(proc)
+                _stop_group(proc, _descendants(proc.pid))
                 break
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=0.1)
     except KeyboardInterrupt:
+        tree = _descendants(proc.pid)  # before papermill ends: its kernel is then no longer found under it
         if not own_group:  # as a terminal's Ctrl-C would: papermill shuts its kernel down
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGINT)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=INTERRUPT_GRACE_S)
-        _stop_group(proc)  # whatever is left of the group: the kernel, the trainer
+        _stop_group(proc, tree)  # whatever is left: papermill's group, the kernel's session, the trainer
         raise
     finally:
         proc.wait()
@@ -144,17 +145,45 @@ def run_kernel_process(cmd: list[str], *, cwd: Path, env: Mapping[str, str],
     return Execution(proc.returncode, time.monotonic() - start, stopped)
 
 
-def _stop_group(proc: subprocess.Popen) -> None:
-    """Stop the kernel and everything it started (papermill's ipykernel too): SIGTERM to the group, then
-    SIGKILL to whatever of it is still there (papermill may be gone while its kernel is not)."""
+def _descendants(pid: int) -> set[int]:
+    """Every process under ``pid`` now (Linux ``/proc/<pid>/task/*/children``; empty elsewhere). Needed
+    because jupyter_client starts each kernel in a session of its own: ending papermill's group alone
+    would leave the kernel (and the trainer it runs) behind."""
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for task in Path(f"/proc/{todo.pop()}/task").glob("*"):
+            with contextlib.suppress(OSError, ValueError):
+                kids = {int(k) for k in (task / "children").read_text().split()} - found
+                found |= kids
+                todo += kids
+    return found
+
+
+def _groups(proc: subprocess.Popen, tree: set[int]) -> set[int]:
+    """The process groups to end: papermill's, and each one a process under it started (the kernel's)."""
+    groups = {proc.pid}
+    for pid in tree | _descendants(proc.pid):
+        with contextlib.suppress(OSError):
+            groups.add(os.getpgid(pid))
+    groups.discard(os.getpgrp())  # never our own
+    return groups
+
+
+def _stop_group(proc: subprocess.Popen, tree: set[int] | frozenset[int] = frozenset()) -> None:
+    """Stop the kernel and everything it started: SIGTERM to papermill's group and to every group a process
+    of ``tree`` (papermill's descendants, taken while it lived) is in, then SIGKILL to whatever is left."""
+    groups = _groups(proc, set(tree))
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
+        for pgid in groups:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, sig)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=3)
-        if not _group_alive(proc.pid):
+        deadline = time.monotonic() + 3
+        while any(_group_alive(g) for g in groups) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not any(_group_alive(g) for g in groups):
             return
 
 
