@@ -31,3 +31,29 @@ def test_a_lagging_current_version_number_is_probed_past(tmp_path: Path, monkeyp
         fake.release()
         emu.wait_until("alice", "lag-kernel", 2)
         assert look_up(client, "alice/lag-kernel").reported == 2  # the session ended: the field caught up
+
+
+class _Kaggle:
+    """A client whose v<N> appears at a given time on a simulated clock (the settle window's loop only)."""
+
+    def __init__(self, appears_at: float | None) -> None:
+        self.now, self.appears_at, self.looks = 0.0, appears_at, 0
+
+    def get_kernel(self, _ref: str, _version: int) -> object | None:
+        self.looks += 1
+        return object() if self.appears_at is not None and self.now >= self.appears_at else None
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_the_settle_window_keeps_looking_until_its_end() -> None:
+    late = _Kaggle(appears_at=170.0)  # SaveKernel completed on the server ~3 min after the client gave up
+    assert landed(late, "a/k", 0, late.sleep, 0.25, until=300.0, clock=lambda: late.now) == 1  # type: ignore[arg-type]
+    assert 170.0 <= late.now <= 200.0  # looks at most 30 s apart
+    never = _Kaggle(appears_at=None)
+    assert landed(never, "a/k", 0, never.sleep, 0.25, until=300.0, clock=lambda: never.now) is None  # type: ignore[arg-type]
+    assert never.now == pytest.approx(300.0) and never.looks < 30
+    spent = _Kaggle(appears_at=None)  # a rerun after the window: the usual three looks, no more
+    assert landed(spent, "a/k", 0, spent.sleep, 0.25, until=-1.0, clock=lambda: spent.now) is None  # type: ignore[arg-type]
+    assert spent.looks == 3
