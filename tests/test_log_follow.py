@@ -265,7 +265,10 @@ def test_wait_follow_after_the_end_shows_the_persisted_log_for_one_stream_call(e
     assert stream["connections"] == 1 and stream["ended"]
     assert stream["events"] == len(parse(v.log_path.read_text(encoding="utf-8")))
     status_calls = len(emu.calls("GetKernelSessionStatus"))
-    assert kaggle["wait_api_calls"] == status_calls + 1 + 1  # + the drain's one call + the credential check
+    # + the drain's one call + the credential check + one output list: a COMPLETE never seen active is believed
+    # only when the version lists files (the stale-status guard, wait.py)
+    assert kaggle["wait_api_calls"] == status_calls + 1 + 1 + len(emu.calls("ListKernelSessionOutput"))
+    assert len(emu.calls("ListKernelSessionOutput")) == 1
 
 
 
