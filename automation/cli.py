@@ -206,6 +206,34 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     _add_json(p)
 
 
+def _add_sweep(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sweep", help="run a grid of configs as concurrent Kaggle kernels and compare them "
+                                     "(resumable)")
+    p.add_argument("--kernel-id", metavar="OWNER/SLUG-PREFIX", required=True,
+                   help="each point's kernel is OWNER/SLUG-PREFIX-<point id>")
+    p.add_argument("--accelerator", metavar="NAME", required=True,
+                   help="gpu-t4x2, tpu-v5e-8, cpu or a raw Kaggle machine_shape id")
+    _add_mode(p)
+    p.add_argument("--config", metavar="PATH", default="training/configs/submission_gemma3_1b.yaml",
+                   help="the base training config YAML (default: %(default)s)")
+    p.add_argument("--set", metavar="KEY=V1,V2,...", action="append", required=True,
+                   help="a dotted config key and its values (repeatable); the grid is the product of the lists")
+    p.add_argument("--run-dir", metavar="DIR", default=None,
+                   help="sweep folder: DIR/<point id>/ per point, DIR/comparison.* (default: "
+                        "submission_runs/sweep-<slug prefix>)")
+    p.add_argument("--output", metavar="DIR", default="submission", help="folder for the zips (default: submission)")
+    p.add_argument("--max-concurrent", metavar="N", type=int, default=2,
+                   help="at most this many Kaggle sessions at once (default: 2)")
+    p.add_argument("--timeout", metavar="SECONDS", type=float, default=None,
+                   help="the whole sweep's deadline; past it: exit 3, kernels keep running, rerun to resume "
+                        "(default: none; each point's own deadline is its session timeout plus a margin)")
+    p.add_argument("--poll-min", metavar="SECONDS", type=float, default=None,
+                   help="first interval between status calls (shared by all running points)")
+    p.add_argument("--poll-max", metavar="SECONDS", type=float, default=None,
+                   help="cap of that interval (default 60; with N points running each is asked every N intervals)")
+    _add_json(p)
+
+
 def _add_quota(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("quota", help="show the weekly GPU and TPU quota: used, allowed, left, refresh time")
     _add_json(p)
@@ -248,6 +276,9 @@ def _add_emulator(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hidden-kernel-status", type=int, choices=[403, 404], default=403,
                    help="answer for a kernel the caller cannot see (default: 403 as Kaggle; 404: the old "
                         "emulator behaviour)")
+    p.add_argument("--max-running", type=int, default=None, metavar="N",
+                   help="refuse a push in-band, as Kaggle does, while the account has N sessions of that kind "
+                        "(GPU/TPU/CPU) queued or running (default: no limit)")
     p.add_argument("--no-quota-endpoint", action="store_true",
                    help="do not serve GetAcceleratorQuotaStatistics (an unsupported endpoint)")
     p.add_argument("--quota-gpu", metavar="USED:ALLOWED", default=None,
@@ -266,6 +297,7 @@ _COMMANDS = {
     "wait": _add_wait,
     "pull": _add_pull,
     "run": _add_run,
+    "sweep": _add_sweep,
     "quota": _add_quota,
     "emulator": _add_emulator,
 }

@@ -234,11 +234,18 @@ def _model_problems(manifest: dict[str, Any], shown: str) -> list[Problem]:
 
 
 def default_run_dirs(base: Path | None = None) -> list[Path]:
-    """Every run folder under ``submission_runs/`` (hidden folders skipped), sorted."""
+    """Every run folder under ``submission_runs/`` (hidden folders skipped), sorted; a sweep folder
+    (``tunix-rt sweep``: it holds sweep.json) stands for its points' run folders."""
     base = base or paths.submission_runs_dir()
     if not base.is_dir():
         return []
-    return sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
+    out = []
+    for folder in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if (folder / "sweep.json").is_file():
+            out += sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+        else:
+            out.append(folder)
+    return out
 
 
 def validate_many(run_dirs: Iterable[Path], *, redactor: Redactor | None = None) -> list[Problem]:

@@ -34,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
             stream_cut_clean=args.stream_cut_clean,
             url_expired_status=args.url_expired_status,
             new_script_s=args.new_script_seconds or 0.0,
+            max_running=args.max_running,
         )
         gpu = _hours_pair(args.quota_gpu, "--quota-gpu", (0.0, 30.0))
         tpu = _hours_pair(args.quota_tpu, "--quota-tpu", (0.0, 20.0))

@@ -208,6 +208,10 @@ class Emulator:
             return None
         return math.ceil(self.faults.config.retry_after)
 
+    def peak_running(self, owner: str = "alice") -> int:
+        """The most batch sessions ``owner`` had at once (queued, running or being cancelled), of any kind."""
+        return self.service.peak_running.get(owner, 0)
+
     # ---- recorded requests -----------------------------------------------------------------------
 
     def record(self, rec: RecordedRequest) -> None:

@@ -54,6 +54,10 @@ class KaggleBehaviour:
     # SaveKernel answers {"error": …} for a machineShape outside this set (push errors come in-band, #545).
     machine_shapes: frozenset[str] = field(default=KNOWN_MACHINE_SHAPES)
     new_script_s: float = 0.0  # a new version reads NEW_SCRIPT this long before QUEUED
+    # At most this many batch sessions of one kind (GPU/TPU/CPU) per account; a push beyond it is refused
+    # in-band, "Maximum batch GPU session count of N reached." (kaggle-cli #185; sessions.py). None: no limit
+    # (Kaggle's own number depends on the account and is not published).
+    max_running: int | None = None
 
     def __post_init__(self) -> None:
         if self.hidden_kernel_status not in (403, 404):
@@ -62,6 +66,8 @@ class KaggleBehaviour:
             raise ValueError("url_expired_status must be 400 or 403")
         if self.stream_idle_cut_s is not None and self.stream_idle_cut_s <= 0:
             raise ValueError("stream_idle_cut_s must be > 0 (or None)")
+        if self.max_running is not None and self.max_running < 1:
+            raise ValueError("max_running must be >= 1 (or None)")
         if self.omit_retry_after_every < 0 or self.new_script_s < 0:
             raise ValueError("omit_retry_after_every and new_script_s must be >= 0")
 

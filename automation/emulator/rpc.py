@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tunix_rt.emulator import kaggle_log
+from tunix_rt.emulator import kaggle_log, sessions
 from tunix_rt.emulator.behaviour import KaggleBehaviour
 from tunix_rt.emulator.faults import FaultInjector
 from tunix_rt.emulator.store import Kernel, Store, Version
@@ -88,6 +88,10 @@ class KernelsService:
         self.behaviour = behaviour
         self._push_errors: deque[str] = deque()
         self._lock = threading.Lock()
+        self.peak_running: dict[str, int] = {}  # the most sessions an account had at once (sessions.py)
+
+    def _all_versions(self) -> list[Version]:
+        return [v for k in self.store.kernels() for v in k.versions.values()]
 
     def fail_next_pushes(self, message: str, times: int = 1) -> None:
         """The next ``times`` SaveKernel calls answer ``200 {"error": message}`` and store nothing."""
@@ -142,18 +146,26 @@ class KernelsService:
         timeout = body.get("sessionTimeoutSeconds")
         quick_save = str(body.get("kernelExecutionType") or "").upper().endswith("QUICK_SAVE")
         request = {k: v for k, v in body.items() if k != "text"}
-        kernel, version = self.store.create_version(
-            owner,
-            slug,
-            title=title,
-            kernel_type=kernel_type,
-            language=language,
-            text=text,
-            request=request,
-            session_timeout_s=float(timeout) if timeout else None,
-            status=KernelStatus.COMPLETE if quick_save else (KernelStatus.NEW_SCRIPT if self.behaviour().new_script_s
-                                                             else KernelStatus.QUEUED),
-        )
+        kind, limit = sessions.session_kind(request), self.behaviour().max_running
+        with self._lock:  # the count and the new session together: concurrent pushes cannot both squeeze in
+            running = sessions.active_sessions(self._all_versions(), owner, kind)
+            if limit is not None and not quick_save and running >= limit:
+                return 200, {"error": sessions.limit_message(kind, limit)}
+            kernel, version = self.store.create_version(
+                owner,
+                slug,
+                title=title,
+                kernel_type=kernel_type,
+                language=language,
+                text=text,
+                request=request,
+                session_timeout_s=float(timeout) if timeout else None,
+                status=KernelStatus.COMPLETE if quick_save else (KernelStatus.NEW_SCRIPT
+                                                                 if self.behaviour().new_script_s
+                                                                 else KernelStatus.QUEUED),
+            )
+            if not quick_save:
+                self.peak_running[owner] = max(self.peak_running.get(owner, 0), running + 1)
         with self.store.lock:
             kernel.stale_remaining = self.faults.config.stale_polls
         if quick_save:

@@ -1,0 +1,361 @@
+"""The sweep scheduler: a grid of points as concurrent Kaggle kernels, one poller, one API-call budget.
+
+Each point is a normal run (runners/kaggle.py stages through the engine, engine.py) in its own run directory
+``DIR/<point id>/``, with its own run_state.json; the scheduler only decides *when* each stage of a point runs:
+
+* **push** (``preflight`` → ``bundle`` → ``push``) while fewer than ``--max-concurrent`` of the sweep's
+  sessions are running;
+* **wait**: one poller for all running points. Status calls follow the single-run schedule of wait.py (5 s,
+  ×1.5 up to ``--poll-max``) *across* the points, round robin: with N points running each is asked every
+  N intervals, so the sweep spends the API calls of one run, not N (the price: the end of a point is seen up
+  to N × poll-max late). No log streams: N of them would each reconnect every ~3 minutes;
+* **finish** (``wait`` recorded → ``pull`` → ``evidence`` → ``validate`` → ``package``) as soon as its
+  version ended, then the freed slot takes the next point.
+
+**The concurrent-session limit.** Kaggle refuses a push in-band when the account's batch sessions are all in
+use: ``{"error": "Maximum batch GPU session count of 4 reached"}`` — the CLI prints it as "Kernel push error:
+Maximum batch GPU session count of 4 reached" (kaggle-cli issue #185; adapter-hub/playground PR #4 handles
+"Maximum batch GPU session count of 2 reached."); #185 also shows cancelled sessions still counting for a
+while. Such a refusal creates no version (push.py clears its attempt), so it is not a failure: the point
+goes back to the queue and is pushed again when one of the sweep's sessions ends, or — when none of ours is
+running (other sessions of the account hold the slots) — after a backoff (``poll_max``, doubling, ≤ 10 min).
+
+**Resumable, Ctrl-C safe.** Everything a point did is in its run state (push records its attempt before
+SaveKernel, the wait each status change, every stage its record), so rerunning the same command never pushes
+a point twice (the push stage skips a pushed run; an attempt whose answer was lost is looked up first) and
+resumes each point where it stopped: waiting ones are polled again, ended ones are pulled. One failed point
+does not stop the others; the sweep's exit code is 0 only when every point completed.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .engine import BaseStage, Context, Stage, StageResult, run_flow
+from .errors import EXIT_KERNEL_FAILED, EXIT_OK, EXIT_TIMEOUT, TunixRtError
+from .progress import Reporter
+from .runners.kaggle import KaggleRunner, PullStage
+from .runstate import RunState
+from .stages import EvidenceStage, PackageStage, ValidateStage
+from .sweep_plan import PlannedPoint, SweepPlan
+from .wait import VersionWait, WaitOptions, WaitResult, finished, interval
+
+# kaggle-cli #185 ("Maximum batch GPU session count of 4 reached"); the word is GPU there, TPU/CPU by analogy.
+SESSION_LIMIT = re.compile(r"Maximum batch (\w+) session count of (\d+) reached", re.IGNORECASE)
+MAX_BACKOFF_S = 600.0
+
+PENDING, RUNNING, COMPLETED, FAILED = "pending", "running", "completed", "failed"
+
+
+def session_limit(message: str | None) -> int | None:
+    """The limit named by a push refused for the concurrent-session count (None: another refusal)."""
+    match = SESSION_LIMIT.search(message or "")
+    return int(match.group(2)) if match else None
+
+
+class PointReporter:
+    """The sweep's reporter for one point: its messages start with ``[<point id>]``, its JSON events carry
+    ``point``; everything else (secrets, redactor, stream) is the sweep's."""
+
+    def __init__(self, parent: Reporter, point: str) -> None:
+        self._parent, self.point = parent, point
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._parent, name)
+
+    def event(self, event: str, message: str = "", **fields: Any) -> None:
+        self._parent.event(event, f"[{self.point}] {message}" if message else "", point=self.point, **fields)
+
+    def warn(self, message: str) -> None:
+        self._parent.warn(f"[{self.point}] {message}")
+
+    def status_line(self, text: str, key: str) -> None:  # the sweep draws the one status line
+        return None
+
+
+class _PointClient:
+    """The sweep's one API client, counting the calls made for one point (VersionWait reads ``calls``)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.calls = 0
+        self.sign_in_calls = -1  # never "fresh": a resumed wait keeps the count its state holds
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def status(self, kernel_ref: str, version: int | None) -> tuple[str, str]:
+        before = self._client.calls
+        try:
+            return self._client.status(kernel_ref, version)
+        finally:
+            self.calls += self._client.calls - before
+
+
+class PolledWaitStage(BaseStage):
+    """The ``wait`` stage of a point the sweep's poller watched: records how the version ended."""
+
+    name = "wait"
+
+    def __init__(self, result: WaitResult) -> None:
+        self.result = result
+
+    def run(self, ctx: Context) -> StageResult:
+        r = self.result  # VersionWait.result() said how it ended
+        return StageResult({"kaggle_status": str(r.status), "api_calls": r.api_calls}, value=r)
+
+
+@dataclass
+class PointRun:
+    """One point in the scheduler: its run (context), where it stands, and how it ended."""
+
+    planned: PlannedPoint
+    ctx: Context
+    phase: str = PENDING
+    waiter: VersionWait | None = None
+    exit_code: int | None = None
+    error: str | None = None
+    refusals: int = 0
+    last_poll: float = 0.0
+
+    @property
+    def id(self) -> str:
+        return self.planned.id
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    """``--max-concurrent``, ``--timeout`` (the whole sweep's deadline), the poll schedule, ``--output``."""
+
+    max_concurrent: int = 2
+    timeout: float | None = None
+    wait: WaitOptions = field(default_factory=lambda: WaitOptions(log_stream=False))
+    output: Path = Path("submission")
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    """How the sweep ended: its exit code and one line, the points, and the API calls it spent."""
+
+    exit_code: int
+    message: str
+    points: list[PointRun]
+    api_calls: int
+    pushes: int
+    landed: int
+    refusals: int
+
+
+class Scheduler:
+    """Runs a :class:`SweepPlan` (see the module docstring)."""
+
+    def __init__(self, plan: SweepPlan, runner: KaggleRunner, reporter: Reporter, options: SweepOptions, *,
+                 clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.plan, self.runner, self.reporter, self.options = plan, runner, reporter, options
+        self.clock, self.sleep = clock, sleep
+        self.start = clock()
+        self.deadline = self.start + options.timeout if options.timeout else None
+        self.points = [self._load(p) for p in plan.points]
+        self.blocked_until: float | None = None  # pushes wait: until then (a time) or, inf, a session's end
+        self.backoff = options.wait.poll_max
+        self.next_poll = 0.0
+        self.k = 0
+        self.pushes = 0  # SaveKernel calls of this command that made a version
+        self.landed = 0  # versions an earlier command's push made, found and adopted
+        self.refusals = 0
+        self._client: Any = None
+
+    # --- setup -------------------------------------------------------------------------------------
+    def _load(self, planned: PlannedPoint) -> PointRun:
+        reporter: Any = PointReporter(self.reporter, planned.id)
+        point = PointRun(planned, Context(RunState.read(planned.run_dir), reporter, resume=True))
+        state = point.ctx.state
+        kaggle = state.kaggle
+        if state.done("package"):
+            point.phase, point.exit_code = COMPLETED, EXIT_OK
+        elif kaggle is not None and kaggle.pushed and not kaggle.push_error:
+            point.phase = RUNNING  # waiting, or ended and not yet pulled: the poll loop finishes it
+        return point
+
+    def client(self, point: PointRun) -> Any:
+        client = self.runner.client(point.ctx)
+        self._client = client
+        return client
+
+    def running(self) -> list[PointRun]:
+        return [p for p in self.points if p.phase == RUNNING]
+
+    def pending(self) -> list[PointRun]:
+        return [p for p in self.points if p.phase == PENDING]
+
+    # --- the loop ----------------------------------------------------------------------------------
+    def run(self) -> SweepOutcome:
+        """Push, poll and finish until every point completed or failed (or the deadline passed)."""
+        done = sum(p.phase == COMPLETED for p in self.points)
+        self.reporter.event("sweep_started", f"sweep: {len(self.points)} points ({done} completed before), at "
+                            f"most {self.options.max_concurrent} running at once", points=len(self.points),
+                            completed_before=done, max_concurrent=self.options.max_concurrent)
+        for point in self.running():
+            self._start_waiting(point)
+        try:
+            while self.running() or self.pending():
+                if self.deadline is not None and self.clock() >= self.deadline:
+                    break
+                self._push_free_slots()
+                self._poll_or_sleep()
+        finally:
+            self.reporter.close_status()
+        return self._outcome()
+
+    def _can_push(self) -> bool:
+        if len(self.running()) >= self.options.max_concurrent:
+            return False
+        return self.blocked_until is None or self.clock() >= self.blocked_until
+
+    def _push_free_slots(self) -> None:
+        for point in self.pending():
+            if not self._can_push():
+                return
+            self._push(point)
+
+    def _push(self, point: PointRun) -> None:
+        stages = self.runner.push_stages(point.planned.inputs(self.plan.config, self.plan.mode,
+                                                              self.plan.accelerator))
+        try:
+            flow = run_flow(stages, point.ctx)
+        except TunixRtError as exc:
+            limit = session_limit(exc.message)
+            if limit is None:
+                self._fail(point, exc.exit_code, exc.message)
+                return
+            self._refused(point, limit, exc.message)
+            return
+        if flow.exit_code != EXIT_OK:
+            self._fail(point, flow.exit_code, flow.error or "the push stopped")
+            return
+        pushed = flow.values.get("push")
+        if pushed is not None and pushed.how == "pushed":
+            self.pushes += 1
+        elif pushed is not None:  # an earlier, killed command's push reached Kaggle: adopted, not pushed again
+            self.landed += 1
+        self.blocked_until, self.backoff = None, self.options.wait.poll_max
+        point.phase = RUNNING
+        self._start_waiting(point)
+
+    def _refused(self, point: PointRun, limit: int, message: str) -> None:
+        """A push refused for the concurrent-session limit: the point waits for a slot (not a failure)."""
+        point.refusals += 1
+        self.refusals += 1
+        ours = len(self.running())
+        if ours:
+            self.blocked_until = float("inf")  # until one of ours ends
+            when = "when one of the sweep's sessions ends"
+        else:  # other sessions of the account hold the slots: try again later
+            self.blocked_until = self.clock() + self.backoff
+            when = f"in {self.backoff:.0f} s"
+            self.backoff = min(MAX_BACKOFF_S, self.backoff * 2)
+        point.ctx.reporter.event("push_deferred", f"Kaggle's concurrent-session limit ({limit}) is reached; "
+                                 f"pushing again {when}", limit=limit, running=ours, refusal=message)
+
+    def _start_waiting(self, point: PointRun) -> None:
+        client = _PointClient(self.client(point))
+        point.waiter = VersionWait(point.ctx.state, self.options.wait, client, point.ctx.reporter)
+        if finished(point.waiter.kaggle):  # an earlier command saw the end: finish at once
+            self._finish(point, point.waiter.result())
+            return
+        point.last_poll = 0.0
+        self.k, self.next_poll = 0, min(self.next_poll, self.clock())
+
+    def _poll_or_sleep(self) -> None:
+        running = self.running()
+        now = self.clock()
+        wake = self.next_poll if running else float("inf")
+        if self.pending() and self.blocked_until is not None and len(running) < self.options.max_concurrent:
+            wake = min(wake, self.blocked_until)
+        if self.deadline is not None:
+            wake = min(wake, self.deadline)
+        if wake > now:
+            self._status_line(running, wake - now)
+            if wake == float("inf"):  # nothing to poll and nothing may be pushed: cannot happen
+                raise AssertionError("sweep scheduler: nothing to wait for")
+            self.sleep(wake - now)
+            return
+        if not running or now < self.next_poll:
+            return
+        point = min(running, key=lambda p: p.last_poll)  # round robin: the longest unasked
+        self._poll(point)
+
+    def _poll(self, point: PointRun) -> None:
+        waiter = point.waiter
+        assert waiter is not None
+        before = waiter.kaggle.status
+        try:
+            poll = waiter.poll()
+        except TunixRtError as exc:
+            point.ctx.state.mark("wait", "failed", error=exc.message)
+            point.ctx.state.write()
+            self._fail(point, exc.exit_code, exc.message)
+            return
+        point.last_poll = self.clock()
+        self.k = 0 if poll.status != before else self.k + 1
+        self.next_poll = self.clock() + interval(self.k, self.options.wait.poll_min, self.options.wait.poll_max)
+        if poll.done:
+            self._finish(point, waiter.result())
+
+    def _finish(self, point: PointRun, result: WaitResult) -> None:
+        """wait (recorded) → pull → evidence → validate → package; the slot is free either way."""
+        point.waiter = None
+        self.blocked_until, self.backoff = None, self.options.wait.poll_max  # a slot is free: push again
+        stages: list[Stage] = [PolledWaitStage(result), PullStage(self.runner), EvidenceStage(), ValidateStage(),
+                               PackageStage(self.options.output)]
+        try:
+            flow = run_flow(stages, point.ctx)
+        except TunixRtError as exc:
+            self._fail(point, exc.exit_code, exc.message)
+            return
+        if flow.exit_code != EXIT_OK:
+            self._fail(point, flow.exit_code, flow.error or "the run did not complete")
+            return
+        point.phase, point.exit_code = COMPLETED, EXIT_OK
+        pkg = point.ctx.state.stage("package")
+        point.ctx.reporter.event("point_completed", f"completed: {pkg.details.get('zip') if pkg else ''}",
+                                 zip=pkg.details.get("zip") if pkg else None)
+
+    def _fail(self, point: PointRun, code: int, message: str) -> None:
+        was_running = point.phase == RUNNING
+        point.phase, point.exit_code, point.error, point.waiter = FAILED, code, message, None
+        if was_running:
+            self.blocked_until, self.backoff = None, self.options.wait.poll_max
+        point.ctx.reporter.event("point_failed", f"failed (exit {code}): {message}", exit_code=code, error=message)
+
+    def _status_line(self, running: list[PointRun], pause: float) -> None:
+        counts = {phase: sum(p.phase == phase for p in self.points) for phase in (RUNNING, PENDING, COMPLETED,
+                                                                                  FAILED)}
+        calls = self._client.calls if self._client is not None else 0
+        text = (f"sweep: {counts[RUNNING]} running, {counts[PENDING]} pending, {counts[COMPLETED]} completed, "
+                f"{counts[FAILED]} failed; next look in {pause:.0f} s ({calls} API calls)")
+        self.reporter.status_line(text, key=f"{counts}")
+
+    # --- the end -----------------------------------------------------------------------------------
+    def _outcome(self) -> SweepOutcome:
+        calls = self._client.calls if self._client is not None else 0
+        failed = [p for p in self.points if p.phase == FAILED]
+        left = [p for p in self.points if p.phase in (PENDING, RUNNING)]
+        completed = len(self.points) - len(failed) - len(left)
+        summary = f"{completed}/{len(self.points)} points completed"
+        if failed:
+            codes = {p.exit_code or EXIT_KERNEL_FAILED for p in failed}
+            code = codes.pop() if len(codes) == 1 else EXIT_KERNEL_FAILED
+            message = f"{summary}; failed: " + "; ".join(f"{p.id} ({p.error})" for p in failed)
+        elif left:
+            code = EXIT_TIMEOUT
+            message = (f"{summary}; the sweep's deadline passed with {len(left)} point(s) not finished (running "
+                       "kernels keep running on Kaggle): run the same command again to resume")
+        else:
+            code, message = EXIT_OK, summary
+        return SweepOutcome(code, message, self.points, calls, self.pushes, self.landed, self.refusals)
