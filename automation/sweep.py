@@ -121,7 +121,7 @@ class PointRun:
     exit_code: int | None = None
     error: str | None = None
     refusals: int = 0
-    last_poll: float = 0.0
+    last_poll: int = 0  # the poller's turn number when this point was last asked (0: never)
 
     @property
     def id(self) -> str:
@@ -165,6 +165,7 @@ class Scheduler:
         self.backoff = options.wait.poll_max
         self.next_poll = 0.0
         self.k = 0
+        self.polls = 0
         self.pushes = 0  # SaveKernel calls of this command that made a version
         self.landed = 0  # versions an earlier command's push made, found and adopted
         self.refusals = 0
@@ -226,6 +227,8 @@ class Scheduler:
     def _push(self, point: PointRun) -> None:
         stages = self.runner.push_stages(point.planned.inputs(self.plan.config, self.plan.mode,
                                                               self.plan.accelerator))
+        if point.refusals and "preflight" in point.ctx.values:
+            stages = stages[-1:]  # refused for a slot: the checks and the bundle of the last try still hold
         try:
             flow = run_flow(stages, point.ctx)
         except TunixRtError as exc:
@@ -268,7 +271,7 @@ class Scheduler:
         if finished(point.waiter.kaggle):  # an earlier command saw the end: finish at once
             self._finish(point, point.waiter.result())
             return
-        point.last_poll = 0.0
+        point.last_poll = 0
         self.k, self.next_poll = 0, min(self.next_poll, self.clock())
 
     def _poll_or_sleep(self) -> None:
@@ -301,7 +304,8 @@ class Scheduler:
             point.ctx.state.write()
             self._fail(point, exc.exit_code, exc.message)
             return
-        point.last_poll = self.clock()
+        self.polls += 1
+        point.last_poll = self.polls  # round robin by turn, not by time (two polls can share a clock reading)
         self.k = 0 if poll.status != before else self.k + 1
         self.next_poll = self.clock() + interval(self.k, self.options.wait.poll_min, self.options.wait.poll_max)
         if poll.done:

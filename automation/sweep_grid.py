@@ -1,7 +1,7 @@
 """The grid of a sweep: ``--set KEY=V1,V2,…`` lists over dotted config keys, their product, one point each.
 
-* **Values** are YAML scalars, as the config file would hold them (``0.003`` a float, ``4`` an int, ``true``,
-  ``null``, anything else a string); a list item cannot contain a comma.
+* **Values** are YAML scalars, as the config file would hold them (``0.003`` and ``3e-3`` floats, ``4`` an int,
+  ``true``, ``null``, anything else a string); a list item cannot contain a comma.
 * **Checked before anything is pushed**: every point's config is the base config with its settings applied,
   validated by the strict config loader (training/config.py): an unknown key or a bad value is one line naming
   the ``--set`` and the key, exit 2.
@@ -20,6 +20,7 @@ import copy
 import hashlib
 import itertools
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from .errors import EXIT_USAGE, TunixRtError
 from .fsutil import write_atomic
 
 POINT_ID_HEX = 8
+_EXPONENT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,8 @@ def parse_set(text: str) -> GridAxis:
             value = part
         if isinstance(value, (dict, list)):  # a flow mapping or list is not a config scalar
             value = part
+        elif isinstance(value, str) and _EXPONENT.match(part):  # 3e-3: YAML 1.1 wants 3.0e-3, people do not
+            value = float(part)
         values.append(value)
     if len({json.dumps(v, sort_keys=True, default=str) for v in values}) != len(values):
         raise TunixRtError(f"--set {text!r}: a value is listed twice", EXIT_USAGE)

@@ -604,3 +604,22 @@ def test_new_script_and_the_cancel_statuses(make_emulator, kaggle_api, tmp_path)
         assert kaggle_api.kernels_status("alice/cancel-me/1").status.name == "CANCEL_REQUESTED"
         emu.wait_until("alice", "cancel-me", 1)
         assert kaggle_api.kernels_status("alice/cancel-me/1").status.name == "CANCEL_ACKNOWLEDGED"
+
+
+def test_max_running_refuses_pushes_in_band_per_kind_and_records_the_peak(kaggle_emulator, kaggle_api, tmp_path):
+    emu = kaggle_emulator
+    emu.set_behaviour(max_running=2)
+    slow = "import time; time.sleep(3)\n"
+    folders = [write_kernel(tmp_path / f"k{i}", f"alice/limited-kernel-{i}", slow, kernel_type="script",
+                            enable_gpu=True, machine_shape="NvidiaTeslaT4") for i in range(3)]
+    assert [kaggle_api.kernels_push(str(f)).error for f in folders[:2]] == ["", ""]
+    refused = kaggle_api.kernels_push(str(folders[2]))
+    assert refused.error == "Maximum batch GPU session count of 2 reached."  # kaggle-cli #185, in-band
+    assert emu.version("alice", "limited-kernel-2") is None
+    cpu = write_kernel(tmp_path / "cpu", "alice/limited-cpu-kernel", "print(1)\n", kernel_type="script")
+    assert not kaggle_api.kernels_push(str(cpu)).error  # another kind of session: its own count
+    emu.wait_until("alice", "limited-kernel-0", 1, timeout=60)
+    assert not kaggle_api.kernels_push(str(folders[2])).error  # a slot is free again
+    assert emu.peak_running("alice") == 2 and emu.peak_running("bob") == 0
+    with pytest.raises(ValueError, match="max_running"):
+        emu.set_behaviour(max_running=0)

@@ -241,3 +241,66 @@ def test_tiny_grid_trains_on_the_emulator_within_two_sessions(tmp_path: Path, sw
         assert len(emu.calls("SaveKernel")) > 4  # the third push met the limit in-band and waited
     finally:
         emu.stop()
+
+
+# ---------------------------------------------------------------------------------- the scheduler's poller
+
+
+class _SimClient:
+    """A Kaggle of simulated time for the poller: each kernel RUNNING until its end time, then COMPLETE."""
+
+    def __init__(self, clock: list[float], ends: dict[str, float]) -> None:
+        self.clock, self.ends = clock, ends
+        self.calls = 0
+        self.asked: list[str] = []
+        self.credentials = type("Creds", (), {"secrets": ()})()
+
+    def status(self, ref: str, version: int | None) -> tuple[str, str]:
+        self.calls += 1
+        self.asked.append(ref)
+        return ("COMPLETE" if self.clock[0] >= self.ends[ref] else "RUNNING"), ""
+
+
+def test_running_points_share_one_poll_schedule(tmp_path: Path) -> None:
+    from tunix_rt.progress import Reporter
+    from tunix_rt.runners.kaggle import KaggleRunner
+    from tunix_rt.runstate import RunState
+    from tunix_rt.sweep import Scheduler, SweepOptions
+    from tunix_rt.sweep_grid import GridAxis
+    from tunix_rt.sweep_plan import make_plan
+    from tunix_rt.wait import WaitOptions, poll_calls
+
+    reporter = Reporter("sweep", json_mode=True)
+    plan = make_plan(tmp_path / "sweep", kernel_prefix=PREFIX, accelerator="cpu", mode="smoke",
+                     config="training/configs/sft_tiny.yaml", axes=[GridAxis("training.seed", (1, 2))],
+                     reporter=reporter)
+    clock = [0.0]
+    duration = 1800.0
+    ends = {p.kernel_id: duration for p in plan.points}
+    for p in plan.points:  # both pushed an hour ago (no stale-status grace) and seen running
+        state = RunState.read(p.run_dir)
+        kaggle = state.kaggle_record()
+        kaggle.kernel_ref, kaggle.version_number, kaggle.status = p.kernel_id, 1, "RUNNING"
+        kaggle.pushed_at_epoch, kaggle.session_timeout_s, kaggle.seen_active = time.time() - 3600, 9 * 3600, True
+        state.write()
+    client = _SimClient(clock, ends)
+    ended: list[tuple[str, float]] = []
+
+    class PollOnly(Scheduler):
+        def _finish(self, point, result) -> None:  # noqa: ANN001 - pull/evidence are not this test's subject
+            ended.append((point.id, clock[0]))
+            point.phase = "completed"
+
+    options = SweepOptions(max_concurrent=2, wait=WaitOptions(poll_min=5.0, poll_max=60.0, log_stream=False))
+    sched = PollOnly(plan, KaggleRunner(lambda: client), reporter, options, clock=lambda: clock[0],
+                     sleep=lambda s: clock.__setitem__(0, clock[0] + s))
+    outcome = sched.run()
+    assert outcome.exit_code == 0 and len(ended) == 2
+    # One budget: the calls of ONE run of that length (plus at most one per point to see its end), not two.
+    assert client.calls <= poll_calls(duration) + 2
+    # Round robin: the two kernels take turns, so each is asked about every 2 × 60 s at the cap ...
+    refs = [p.kernel_id for p in plan.points]
+    assert all(a != b for a, b in zip(client.asked[:-1], client.asked[1:], strict=True))
+    assert set(client.asked) == set(refs)
+    # ... and each end is seen at most 2 × poll_max late.
+    assert all(duration <= t <= duration + 2 * 60.0 for _, t in ended)

@@ -260,3 +260,13 @@ def test_cli_json_ok_and_bad_input(run: Path, tmp_path: Path, monkeypatch: pytes
     assert main(["validate", "--json"]) == EXIT_USAGE
     (result,) = json_lines(capsys.readouterr().out, "validate", EXIT_USAGE)
     assert "no run folders under" in result["error"]
+
+
+def test_default_run_dirs_stand_a_sweep_folder_for_its_points(tmp_path: Path) -> None:
+    from tunix_rt.validate import default_run_dirs
+
+    for name in ("m33_v1", ".hidden", "sweep-lr/aaaa1111", "sweep-lr/bbbb2222", "sweep-lr/.tmp"):
+        (tmp_path / name).mkdir(parents=True)
+    (tmp_path / "sweep-lr" / "sweep.json").write_text("{}", encoding="utf-8")
+    assert default_run_dirs(tmp_path) == [tmp_path / "m33_v1", tmp_path / "sweep-lr" / "aaaa1111",
+                                          tmp_path / "sweep-lr" / "bbbb2222"]

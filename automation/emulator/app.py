@@ -209,7 +209,7 @@ class Emulator:
         return math.ceil(self.faults.config.retry_after)
 
     def peak_running(self, owner: str = "alice") -> int:
-        """The most batch sessions ``owner`` had at once (queued, running or being cancelled), of any kind."""
+        """The most batch sessions of one kind ``owner`` had at once (queued, running or being cancelled)."""
         return self.service.peak_running.get(owner, 0)
 
     # ---- recorded requests -----------------------------------------------------------------------
