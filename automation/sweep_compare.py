@@ -174,7 +174,9 @@ def comparison_png(rows: list[dict[str, Any]], curves: dict[str, list[tuple[int,
         xs = range(len(rows))
         for offset, key, label, color in ((-0.2, "answer_correctness", "answer correctness", "#1f6feb"),
                                           (0.2, "format_compliance", "format compliance", "#8250df")):
-            bars.bar([x + offset for x in xs], [r[key] or 0.0 for r in rows], width=0.4, label=label, color=color)
+            drawn_bars = bars.bar([x + offset for x in xs], [r[key] or 0.0 for r in rows], width=0.4, label=label,
+                                  color=color)
+            bars.bar_label(drawn_bars, labels=[_fmt(r[key], ".2f") for r in rows], fontsize=7, padding=1)
         bars.set_xticks(list(xs), names, rotation=30, ha="right", fontsize=8)
         bars.set_ylim(0, 1.05)
         bars.set_title("score per point (ranked)", loc="left", fontsize=11)
