@@ -38,6 +38,7 @@ from typing import Any
 
 from .engine import BaseStage, Context, Stage, StageResult, run_flow
 from .errors import EXIT_KERNEL_FAILED, EXIT_OK, EXIT_TIMEOUT, TunixRtError
+from .kernel_status import KernelStatus
 from .progress import Reporter
 from .runners.kaggle import KaggleRunner, PullStage
 from .runstate import RunState
@@ -56,6 +57,40 @@ def session_limit(message: str | None) -> int | None:
     """The limit named by a push refused for the concurrent-session count (None: another refusal)."""
     match = SESSION_LIMIT.search(message or "")
     return int(match.group(2)) if match else None
+
+
+def ended_badly(state: RunState) -> str | None:
+    """Why a point's pushed version is final and not complete (Kaggle ended it in ERROR or cancelled it, or
+    its outputs show no complete run); None otherwise. A rerun of the sweep does not run such a point again."""
+    kaggle = state.kaggle
+    if kaggle is None or not kaggle.pushed or not finished(kaggle):
+        return None
+    if kaggle.status != KernelStatus.COMPLETE:
+        return f"Kaggle {kaggle.status}" + (f": {kaggle.failure_message}" if kaggle.failure_message else "")
+    evidence = state.stage("evidence")
+    if evidence is not None and evidence.details.get("evidence_status") == "failed":
+        return "evidence: the run did not complete"
+    return None
+
+
+def point_status(state: RunState) -> tuple[str, str | None]:
+    """completed | failed | ended (not pulled yet) | running | pending, and the failure's one line (a stage
+    that failed for a reason a rerun may fix — an interruption, an API failure — shows as failed until then)."""
+    if state.done("package"):
+        return COMPLETED, None
+    final = ended_badly(state)
+    if final is not None:
+        return FAILED, final
+    for name, record in state.stages.items():
+        if record.status == "failed":
+            error = record.details.get("error") or record.details.get("first")
+            if name == "push" and session_limit(str(error)) is not None:
+                return PENDING, None  # refused for the session limit: waiting for a slot
+            return FAILED, f"{name}: {error}" if error else name
+    kaggle = state.kaggle
+    if kaggle is not None and kaggle.pushed:
+        return (RUNNING, None) if not finished(kaggle) else ("ended", None)
+    return PENDING, None
 
 
 class PointReporter:
@@ -177,8 +212,11 @@ class Scheduler:
         point = PointRun(planned, Context(RunState.read(planned.run_dir), reporter, resume=True))
         state = point.ctx.state
         kaggle = state.kaggle
+        final = ended_badly(state)
         if state.done("package"):
             point.phase, point.exit_code = COMPLETED, EXIT_OK
+        elif final is not None:  # its end is final: not pulled or checked again
+            point.phase, point.exit_code, point.error = FAILED, EXIT_KERNEL_FAILED, final
         elif kaggle is not None and kaggle.pushed and not kaggle.push_error:
             point.phase = RUNNING  # waiting, or ended and not yet pulled: the poll loop finishes it
         return point

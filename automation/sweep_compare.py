@@ -23,12 +23,10 @@ from . import __version__
 from .errors import TunixRtError
 from .evidence import MANIFEST_FILE, SUMMARY_FILE
 from .fsutil import dumps_json, read_json, write_atomic
-from .kernel_status import KernelStatus
 from .layout import OUTPUTS_DIR, TRAIN_OUTPUT_SUBDIR
 from .runstate import RunState
-from .sweep import session_limit
+from .sweep import point_status
 from .sweep_plan import PLAN_FILE
-from .wait import finished
 
 COMPARISON_JSON = "comparison.json"
 COMPARISON_MD = "comparison.md"
@@ -64,30 +62,6 @@ def _read(path: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return doc if isinstance(doc, dict) else {}
-
-
-def point_status(state: RunState) -> tuple[str, str | None]:
-    """completed | failed | ended (not pulled yet) | running | pending, and the failure's one line."""
-    if state.done("package"):
-        return "completed", None
-    kaggle = state.kaggle
-    for name, record in state.stages.items():
-        if record.status == "failed":
-            error = record.details.get("error") or record.details.get("first")
-            if name == "push" and session_limit(str(error)) is not None:
-                return "pending", None  # refused for the session limit: waiting for a slot
-            return "failed", f"{name}: {error}" if error else name
-    if kaggle is not None and kaggle.pushed:
-        if not finished(kaggle):
-            return "running", None
-        if kaggle.status != KernelStatus.COMPLETE:
-            return "failed", f"Kaggle {kaggle.status}" + (f": {kaggle.failure_message}" if kaggle.failure_message
-                                                          else "")
-        evidence = state.stage("evidence")
-        if evidence is not None and evidence.details.get("evidence_status") == "failed":
-            return "failed", "evidence: the run did not complete"
-        return "ended", None  # not pulled or packaged yet: the next run of the sweep does it
-    return "pending", None
 
 
 def point_row(entry: dict[str, Any], sweep_dir: Path) -> dict[str, Any]:

@@ -183,6 +183,9 @@ def test_one_failed_point_does_not_stop_the_others(tmp_path: Path, sweep_dir: Pa
         assert all(r["settings"]["training.learning_rate"] == 0.003 and "diverged" in r["error"] for r in failed)
         assert [r["status"] for r in rows][-2:] == ["failed", "failed"]  # no score: ranked last
         assert len(list(out.glob("*.zip"))) == 2 and "2/4 points completed" in res.output
+        calls = len(emu.requests)
+        again = tunix_rt(env, *sweep_args(sweep_dir, out), timeout=120)  # the failures are final: not run again
+        assert again.code == 1 and "2/4 points completed" in again.output and len(emu.requests) == calls
     finally:
         emu.stop()
 
@@ -213,6 +216,24 @@ def test_slots_held_by_other_sessions_of_the_account_back_off_then_push(tmp_path
         assert {s: v for s, v in accepted_pushes(emu).items() if s != "other-kernel"} == {
             f"tiny-sweep-{p}": [1] for p in json.loads((sweep_dir / "sweep.json").read_text())
             and [p["id"] for p in json.loads((sweep_dir / "sweep.json").read_text())["points"]]}
+    finally:
+        emu.stop()
+
+
+def test_the_sweeps_deadline_is_exit_3_and_the_rerun_resumes(tmp_path: Path, sweep_dir: Path) -> None:
+    gate = threading.Event()
+    emu = Emulator(tmp_path / "kaggle", queue_seconds=0.2, execute_fn=fake_kernel(tmp_path, 0.2, gate)).start()
+    try:
+        env, out = cli_env(emu), tmp_path / "zips"
+        res = tunix_rt(env, *sweep_args(sweep_dir, out, "--timeout", "6", "--json"), timeout=120)
+        assert res.code == 3, res.output[-3000:]
+        assert "run the same command again to resume" in res.json_lines()[-1]["error"]
+        rows = json.loads((sweep_dir / "comparison.json").read_text())["rows"]
+        assert sorted(r["status"] for r in rows) == ["pending", "pending", "running", "running"]
+        gate.set()
+        res = tunix_rt(env, *sweep_args(sweep_dir, out), timeout=300)
+        assert res.code == 0, res.output[-3000:]
+        assert sum(len(v) for v in accepted_pushes(emu).values()) == 4 == len(emu.calls("SaveKernel"))
     finally:
         emu.stop()
 
