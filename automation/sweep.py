@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from .engine import BaseStage, Context, Stage, StageResult, run_flow
-from .errors import EXIT_KERNEL_FAILED, EXIT_OK, EXIT_TIMEOUT, TunixRtError
+from .errors import EXIT_AUTH, EXIT_KERNEL_FAILED, EXIT_OK, EXIT_TIMEOUT, TunixRtError
 from .kernel_status import KernelStatus
 from .progress import Reporter
 from .runners.kaggle import KaggleRunner, PullStage
@@ -270,6 +270,8 @@ class Scheduler:
         try:
             flow = run_flow(stages, point.ctx)
         except TunixRtError as exc:
+            if exc.exit_code == EXIT_AUTH:
+                raise  # missing or rejected credentials: no point can go on
             limit = session_limit(exc.message)
             if limit is None:
                 self._fail(point, exc.exit_code, exc.message)

@@ -155,6 +155,8 @@ def test_bad_grid_is_exit_2_before_any_call_or_file(tmp_path: Path, sweep_dir: P
         res = tunix_rt(env, *[long_prefix if a == PREFIX else a for a in base], "--set", "training.seed=1,2")
         assert res.code == 2 and "at most 50" in res.stderr, res.output
         assert emu.requests == [] and not sweep_dir.exists()
+        no_key = tunix_rt(cli_env(emu, key=None), *base, "--set", "training.seed=1,2")
+        assert no_key.code == 4 and emu.requests == [], no_key.output  # the sweep stops at once, nothing pushed
     finally:
         emu.stop()
 
