@@ -19,6 +19,8 @@ def run(args: argparse.Namespace) -> int:
     """Start the emulator, print how to point the kaggle client at it, serve until interrupted."""
     from tunix_rt.emulator import AuthConfig, Emulator, FaultConfig, KaggleBehaviour, QuotaConfig
 
+    if args.max_running is not None and args.max_running < 1:
+        raise TunixRtError("emulator: --max-running must be at least 1", EXIT_USAGE)
     try:
         faults = FaultConfig(
             seed=args.seed, rate_429=args.rate_429, retry_after=args.retry_after, rate_5xx=args.rate_5xx,
