@@ -7,8 +7,11 @@ Each point is a normal run (runners/kaggle.py stages through the engine, engine.
   sessions are running;
 * **wait**: one poller for all running points. Status calls follow the single-run schedule of wait.py (5 s,
   ×1.5 up to ``--poll-max``) *across* the points, round robin: with N points running each is asked every
-  N intervals, so the sweep spends the API calls of one run, not N (the price: the end of a point is seen up
-  to N × poll-max late). No log streams: N of them would each reconnect every ~3 minutes;
+  N intervals, so the sweep spends the status calls of one run, not N. What tells the end at once is each
+  running point's log stream (log_stream.py, as ``run`` uses it: one connection per point, ~one reconnect per
+  idle cut of ~3 minutes): when one ends, that point is asked next; while every stream watches, the status
+  cap doubles as in wait.py. Without streams (``--no-log-stream``, or given up) a point's end is seen at most
+  N × poll-max late;
 * **finish** (``wait`` recorded → ``pull`` → ``evidence`` → ``validate`` → ``package``) as soon as its
   version ended, then the freed slot takes the next point.
 
@@ -39,6 +42,7 @@ from typing import Any
 from .engine import BaseStage, Context, Stage, StageResult, run_flow
 from .errors import EXIT_AUTH, EXIT_KERNEL_FAILED, EXIT_OK, EXIT_TIMEOUT, TunixRtError
 from .kernel_status import KernelStatus
+from .log_stream import LogStreamWatch
 from .progress import Reporter
 from .runners.kaggle import KaggleRunner, PullStage
 from .runstate import RunState
@@ -49,6 +53,7 @@ from .wait import VersionWait, WaitOptions, WaitResult, finished, interval
 # kaggle-cli #185 ("Maximum batch GPU session count of 4 reached"); the word is GPU there, TPU/CPU by analogy.
 SESSION_LIMIT = re.compile(r"Maximum batch (\w+) session count of (\d+) reached", re.IGNORECASE)
 MAX_BACKOFF_S = 600.0
+STREAM_LOOK_S = 1.0  # while log streams are open, the poller looks at them this often (no API call)
 
 PENDING, RUNNING, COMPLETED, FAILED = "pending", "running", "completed", "failed"
 
@@ -157,6 +162,8 @@ class PointRun:
     error: str | None = None
     refusals: int = 0
     last_poll: int = 0  # the poller's turn number when this point was last asked (0: never)
+    stream_noticed: bool = False  # its log stream said the session ended (noticed once)
+    poll_first: bool = False  # ... and no poll has asked since: it is asked next
 
     @property
     def id(self) -> str:
@@ -307,31 +314,61 @@ class Scheduler:
 
     def _start_waiting(self, point: PointRun) -> None:
         client = _PointClient(self.client(point))
-        point.waiter = VersionWait(point.ctx.state, self.options.wait, client, point.ctx.reporter)
+        kaggle = point.ctx.state.kaggle
+        opts, factory = self.options.wait, self.runner.stream_factory
+        watch = (LogStreamWatch(factory, str(kaggle.kernel_ref), int(kaggle.version_number or 0),
+                                opts.stream_served_s)
+                 if opts.log_stream and factory is not None and kaggle is not None and not finished(kaggle) else None)
+        point.waiter = VersionWait(point.ctx.state, opts, client, point.ctx.reporter, watch)
         if finished(point.waiter.kaggle):  # an earlier command saw the end: finish at once
             self._finish(point, point.waiter.result())
             return
         point.last_poll = 0
         self.k, self.next_poll = 0, min(self.next_poll, self.clock())
 
+    def _watches(self, running: list[PointRun]) -> list[tuple[PointRun, LogStreamWatch]]:
+        return [(p, p.waiter.watch) for p in running if p.waiter is not None and p.waiter.watch is not None]
+
     def _poll_or_sleep(self) -> None:
         running = self.running()
+        watches = self._watches(running)
+        for point, watch in watches:
+            watch.signal.clear()
+            if watch.ended.is_set() and not point.stream_noticed:  # the session is over: ask at once
+                point.stream_noticed = point.poll_first = True
+                self.k, self.next_poll = 0, self.clock()
+            elif point.waiter is not None and point.waiter.kaggle.status == KernelStatus.RUNNING:
+                watch.poke()  # (re)connect when due: before RUNNING there is no session to stream
         now = self.clock()
         wake = self.next_poll if running else float("inf")
         if self.pending() and self.blocked_until is not None and len(running) < self.options.max_concurrent:
             wake = min(wake, self.blocked_until)
+        for _, watch in watches:
+            due = watch.due_in()
+            if due is not None and watch.connects:
+                wake = min(wake, now + due)
         if self.deadline is not None:
             wake = min(wake, self.deadline)
         if wake > now:
             self._status_line(running, wake - now)
             if wake == float("inf"):  # nothing to poll and nothing may be pushed: cannot happen
                 raise AssertionError("sweep scheduler: nothing to wait for")
-            self.sleep(wake - now)
+            self._pause(wake - now, [w for _, w in watches])
             return
         if not running or now < self.next_poll:
             return
-        point = min(running, key=lambda p: p.last_poll)  # round robin: the longest unasked
+        # A point whose log stream said the session ended first, then round robin: the longest unasked.
+        point = min(running, key=lambda p: (not p.poll_first, p.last_poll))
         self._poll(point)
+
+    def _pause(self, seconds: float, watches: list[LogStreamWatch]) -> None:
+        """Sleep, waking early when a log stream's connection ends (the session may be over)."""
+        if not watches:
+            self.sleep(seconds)
+            return
+        until = self.clock() + seconds
+        while (left := until - self.clock()) > 0 and not any(w.signal.is_set() for w in watches):
+            self.sleep(min(left, STREAM_LOOK_S))
 
     def _poll(self, point: PointRun) -> None:
         waiter = point.waiter
@@ -345,9 +382,14 @@ class Scheduler:
             self._fail(point, exc.exit_code, exc.message)
             return
         self.polls += 1
+        point.poll_first = False
         point.last_poll = self.polls  # round robin by turn, not by time (two polls can share a clock reading)
         self.k = 0 if poll.status != before else self.k + 1
-        self.next_poll = self.clock() + interval(self.k, self.options.wait.poll_min, self.options.wait.poll_max)
+        wait = self.options.wait
+        streams = self._watches(self.running())
+        # While every running point's log stream watches for the end, the status poll is a safety net (wait.py).
+        cap = wait.poll_max * 2 if streams and all(w.in_use for _, w in streams) else wait.poll_max
+        self.next_poll = self.clock() + interval(self.k, wait.poll_min, cap)
         if poll.done:
             self._finish(point, waiter.result())
 

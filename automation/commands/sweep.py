@@ -35,11 +35,11 @@ def run(args: argparse.Namespace) -> int:
             raise TunixRtError("--timeout must be a positive number of seconds", EXIT_USAGE)
         prefix = kernel_id.check(args.kernel_id)
         axes = [parse_set(text) for text in args.set]
-        wait = WaitOptions.from_args(None, args.poll_min, args.poll_max, None, False)
+        wait = WaitOptions.from_args(None, args.poll_min, args.poll_max, None, args.log_stream)
         plan = make_plan(sweep_dir_of(args), kernel_prefix=prefix, accelerator=args.accelerator, mode=args.mode,
                          config=args.config, axes=axes, reporter=reporter)
         write_plan(plan)  # everything was checked: from here on the sweep folder exists
-        runner = kaggle_runner(reporter, push=PushOptions(), wait=wait)
+        runner = kaggle_runner(reporter, push=PushOptions(), wait=wait, stream=True)
         options = SweepOptions(args.max_concurrent, args.timeout, wait, Path(args.output))
         try:
             outcome = Scheduler(plan, runner, reporter, options).run()
