@@ -343,10 +343,11 @@ class Scheduler:
         wake = self.next_poll if running else float("inf")
         if self.pending() and self.blocked_until is not None and len(running) < self.options.max_concurrent:
             wake = min(wake, self.blocked_until)
-        for _, watch in watches:
+        for point, watch in watches:  # a reconnect that falls due wakes the loop (only while RUNNING: it pokes)
             due = watch.due_in()
-            if due is not None and watch.connects:
-                wake = min(wake, now + due)
+            if due is not None and watch.connects and point.waiter is not None \
+                    and point.waiter.kaggle.status == KernelStatus.RUNNING:
+                wake = min(wake, now + max(due, 0.05))
         if self.deadline is not None:
             wake = min(wake, self.deadline)
         if wake > now:

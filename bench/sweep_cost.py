@@ -71,7 +71,9 @@ def main() -> int:
     emu = Emulator(work / "kaggle", behaviour=KaggleBehaviour(max_running=args.max_running)).start()
     (work / "cfg").mkdir()
     env = _env(emu, work / "cfg")
-    results: dict[str, object] = {"poll": poll, "max_running": args.max_running}
+    results: dict[str, object] = {"command": " ".join(["python", "bench/sweep_cost.py", *sys.argv[1:]]),
+                                  "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                  "loadavg_start": os.getloadavg(), "poll": poll, "max_running": args.max_running}
     try:
         before = len(emu.requests)
         code, wall, tail = _cli(env, "sweep", "--kernel-id", "alice/bench-sweep", "--accelerator", "cpu",
@@ -99,6 +101,7 @@ def main() -> int:
         emu.stop()
         shutil.rmtree(runs, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
+    results["loadavg_end"] = os.getloadavg()
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "sweep_cost.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(results, indent=1))
