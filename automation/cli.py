@@ -231,6 +231,9 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
                    help="first interval between status calls (shared by all running points)")
     p.add_argument("--poll-max", metavar="SECONDS", type=float, default=None,
                    help="cap of that interval (default 60; with N points running each is asked every N intervals)")
+    p.add_argument("--push-settle", metavar="SECONDS", type=float, default=None,
+                   help="after a push whose reply never came, look for the version it may still create this long "
+                        "before pushing that point again (" + knobs.help_default(knobs.PUSH_SETTLE, "300") + ")")
     p.add_argument("--no-log-stream", dest="log_stream", action="store_const", const=False, default=None,
                    help="do not follow the running kernels' log streams to see their ends at once; poll only ("
                         + knobs.help_default(knobs.LOG_STREAM, "on") + ")")

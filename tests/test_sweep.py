@@ -32,6 +32,11 @@ GRID = ["--set", "training.learning_rate=0.001,0.003", "--set", "training.smoke_
 POLL = ["--poll-min", "0.2", "--poll-max", "0.5"]
 
 
+def sweep_env(emu: Emulator) -> dict[str, str]:
+    """The CLI's environment; a killed push's settle window (push.py) shortened to 2 s for the tests."""
+    return cli_env(emu, TUNIX_RT_PUSH_SETTLE_S="2")
+
+
 def sweep_args(sweep_dir: Path, out: Path, *extra: str) -> list[str]:
     return ["sweep", "--kernel-id", PREFIX, "--accelerator", "cpu", "--config", "training/configs/sft_tiny.yaml",
             *GRID, "--run-dir", str(sweep_dir), "--output", str(out), *POLL, *extra]
@@ -106,12 +111,14 @@ def test_a_grid_runs_within_the_session_limit_and_a_killed_sweep_resumes(tmp_pat
     emu = Emulator(tmp_path / "kaggle", queue_seconds=0.3, execute_fn=fake_kernel(tmp_path, 0.5, gate),
                    behaviour=KaggleBehaviour(max_running=2)).start()
     try:
-        env, out = cli_env(emu), tmp_path / "zips"
+        env, out = sweep_env(emu), tmp_path / "zips"
         # --max-concurrent 3 > the account's 2: the third push is refused in-band and waits for a slot.
         proc = tunix_rt_popen(env, *sweep_args(sweep_dir, out, "--max-concurrent", "3"))
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and len(emu.calls("SaveKernel")) < 3:
             time.sleep(0.05)
+        second = tunix_rt(env, *sweep_args(sweep_dir, out))  # one command per sweep folder (rundir_lock.py)
+        assert second.code == 2 and "tunix-rt sweep" in second.stderr, second.output[-2000:]
         proc.send_signal(signal.SIGKILL)  # mid-way: two points pushed and running, the third refused, none pulled
         proc.communicate(timeout=30)
         assert len(emu.calls("SaveKernel")) == 3 and sum(len(v) for v in accepted_pushes(emu).values()) == 2
@@ -138,7 +145,7 @@ def test_a_grid_runs_within_the_session_limit_and_a_killed_sweep_resumes(tmp_pat
 def test_bad_grid_is_exit_2_before_any_call_or_file(tmp_path: Path, sweep_dir: Path) -> None:
     emu = Emulator(tmp_path / "kaggle", execute_fn=fake_kernel(tmp_path)).start()
     try:
-        env, out = cli_env(emu), tmp_path / "zips"
+        env, out = sweep_env(emu), tmp_path / "zips"
         base = ["sweep", "--kernel-id", PREFIX, "--accelerator", "cpu", "--config", "training/configs/sft_tiny.yaml",
                 "--run-dir", str(sweep_dir), "--output", str(out)]
         for extra, needle in (
@@ -155,7 +162,7 @@ def test_bad_grid_is_exit_2_before_any_call_or_file(tmp_path: Path, sweep_dir: P
         res = tunix_rt(env, *[long_prefix if a == PREFIX else a for a in base], "--set", "training.seed=1,2")
         assert res.code == 2 and "at most 50" in res.stderr, res.output
         assert emu.requests == [] and not sweep_dir.exists()
-        no_key = tunix_rt(cli_env(emu, key=None), *base, "--set", "training.seed=1,2")
+        no_key = tunix_rt(cli_env(emu, key=None, TUNIX_RT_PUSH_SETTLE_S="2"), *base, "--set", "training.seed=1,2")
         assert no_key.code == 4 and emu.requests == [], no_key.output  # the sweep stops at once, nothing pushed
     finally:
         emu.stop()
@@ -175,7 +182,7 @@ def test_one_failed_point_does_not_stop_the_others(tmp_path: Path, sweep_dir: Pa
 
     emu = Emulator(tmp_path / "kaggle", queue_seconds=0.2, execute_fn=fail_one).start()
     try:
-        env, out = cli_env(emu), tmp_path / "zips"
+        env, out = sweep_env(emu), tmp_path / "zips"
         res = tunix_rt(env, *sweep_args(sweep_dir, out), timeout=300)
         assert res.code == 1, res.output[-3000:]
         rows = json.loads((sweep_dir / "comparison.json").read_text())["rows"]
@@ -208,7 +215,7 @@ def test_slots_held_by_other_sessions_of_the_account_back_off_then_push(tmp_path
             emu.store.update(other, status="COMPLETE", finished_at=time.time())
 
         threading.Thread(target=end_other, daemon=True).start()
-        env, out = cli_env(emu), tmp_path / "zips"
+        env, out = sweep_env(emu), tmp_path / "zips"
         res = tunix_rt(env, *[a if a != "training.smoke_steps=2,3" else "training.smoke_steps=2" for a in
                               sweep_args(sweep_dir, out, "--json")], timeout=300)
         assert res.code == 0, res.output[-3000:]
@@ -226,7 +233,7 @@ def test_the_sweeps_deadline_is_exit_3_and_the_rerun_resumes(tmp_path: Path, swe
     gate = threading.Event()
     emu = Emulator(tmp_path / "kaggle", queue_seconds=0.2, execute_fn=fake_kernel(tmp_path, 0.2, gate)).start()
     try:
-        env, out = cli_env(emu), tmp_path / "zips"
+        env, out = sweep_env(emu), tmp_path / "zips"
         res = tunix_rt(env, *sweep_args(sweep_dir, out, "--timeout", "6", "--json"), timeout=120)
         assert res.code == 3, res.output[-3000:]
         assert "run the same command again to resume" in res.json_lines()[-1]["error"]
@@ -257,7 +264,7 @@ def test_tiny_grid_trains_on_the_emulator_within_two_sessions(tmp_path: Path, sw
     sweep interrupted (Ctrl-C) mid-way and run again."""
     emu = Emulator(tmp_path / "kaggle", queue_seconds=0.3, behaviour=KaggleBehaviour(max_running=2)).start()
     try:
-        env, out = cli_env(emu), tmp_path / "zips"
+        env, out = sweep_env(emu), tmp_path / "zips"
         args = sweep_args(sweep_dir, out, "--max-concurrent", "3")
         proc = tunix_rt_popen(env, *args)
         deadline = time.monotonic() + 300

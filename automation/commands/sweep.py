@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
 from pathlib import Path
 
-from .. import kernel_id, paths
+from .. import kernel_id, knobs, paths, rundir_lock
 from ..errors import EXIT_OK, EXIT_USAGE, TunixRtError
 from ..progress import Reporter
-from ..push import PushOptions
+from ..push import PUSH_SETTLE_S, PushOptions
 from ..sweep import Scheduler, SweepOptions
 from ..sweep_compare import write_comparison
 from ..sweep_grid import parse_set
@@ -19,7 +21,8 @@ from .kaggle_args import kaggle_runner
 
 
 def sweep_dir_of(args: argparse.Namespace) -> Path:
-    """``--run-dir`` or submission_runs/sweep-<slug prefix>."""
+    """``--run-dir`` or submission_runs/sweep-<slug prefix>. The sweep folder and every point's run directory
+    are locked for the whole command (rundir_lock.py): a second sweep or run on them exits 2 at once."""
     if args.run_dir:
         return Path(args.run_dir)
     return paths.submission_runs_dir() / f"sweep-{kernel_id.slug_of(args.kernel_id)}"
@@ -27,6 +30,7 @@ def sweep_dir_of(args: argparse.Namespace) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     reporter = Reporter("sweep", json_mode=args.json)
+    sweep_dir = sweep_dir_of(args)
 
     def body() -> int:
         if args.max_concurrent < 1:
@@ -36,13 +40,20 @@ def run(args: argparse.Namespace) -> int:
         prefix = kernel_id.check(args.kernel_id)
         axes = [parse_set(text) for text in args.set]
         wait = WaitOptions.from_args(None, args.poll_min, args.poll_max, None, args.log_stream)
-        plan = make_plan(sweep_dir_of(args), kernel_prefix=prefix, accelerator=args.accelerator, mode=args.mode,
+        settle = knobs.number(knobs.PUSH_SETTLE, PUSH_SETTLE_S) if args.push_settle is None else args.push_settle
+        if not math.isfinite(settle) or settle < 0:
+            raise TunixRtError(f"--push-settle {settle!r}: expected a finite number of seconds, 0 or more")
+        push = PushOptions(settle_s=settle)
+        plan = make_plan(sweep_dir, kernel_prefix=prefix, accelerator=args.accelerator, mode=args.mode,
                          config=args.config, axes=axes, reporter=reporter)
-        write_plan(plan)  # everything was checked: from here on the sweep folder exists
-        runner = kaggle_runner(reporter, push=PushOptions(), wait=wait, stream=True)
+        write_plan(plan)  # everything was checked: from here on the sweep folder holds the plan
+        runner = kaggle_runner(reporter, push=push, wait=wait, stream=True)
         options = SweepOptions(args.max_concurrent, args.timeout, wait, Path(args.output))
         try:
-            outcome = Scheduler(plan, runner, reporter, options).run()
+            with contextlib.ExitStack() as points:  # each point's run directory is this command's alone too
+                for point in plan.points:
+                    points.enter_context(rundir_lock.hold(point.run_dir, "sweep"))
+                outcome = Scheduler(plan, runner, reporter, options).run()
         finally:
             try:
                 comparison = write_comparison(plan.sweep_dir, [p.id for p in plan.points])
@@ -62,4 +73,4 @@ def run(args: argparse.Namespace) -> int:
                         **({"error": outcome.message} if outcome.exit_code != EXIT_OK else {}))
         return outcome.exit_code
 
-    return reporter.run(body)
+    return reporter.run(rundir_lock.locked(sweep_dir, "sweep", body))
