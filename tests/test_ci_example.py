@@ -56,3 +56,25 @@ def test_a_rerun_restores_the_run_state_before_running_and_every_attempt_keeps_i
     # Artifact names must be unique per attempt: upload-artifact v4 refuses to overwrite within one run.
     names = [s["with"]["name"] for s in job["steps"] if "upload-artifact" in str(s.get("uses", ""))]
     assert all(re.search(r"\$\{\{ github\.run_attempt \}\}", n) for n in names), names
+
+
+def test_the_nightly_sweep_parses_and_ends_inside_the_hosted_job_limit() -> None:
+    """examples/github-actions/nightly-sweep.yml: every `tunix-rt` line parses with the real CLI parser, and
+    the Kaggle job's `--timeout` ends the sweep (exit 3, resumable) before the runner kills the job."""
+    from tunix_rt.cli import build_parser
+
+    workflow = yaml.safe_load((WORKFLOW.parent / "nightly-sweep.yml").read_text(encoding="utf-8"))
+    parser = build_parser()
+    sweeps = []
+    for name, job in workflow["jobs"].items():
+        for step in job["steps"]:
+            for line in str(step.get("run", "")).replace("\\\n", " ").splitlines():
+                line = re.sub(r"\$\{\{[^}]*\}\}|\$\{?KAGGLE_USERNAME\}?", "ci", line.strip().rstrip("&"))
+                if line.startswith("tunix-rt "):
+                    args = parser.parse_args(shlex.split(line)[1:])
+                    if args.command == "sweep":
+                        sweeps.append((name, job, args))
+    assert {name for name, _, _ in sweeps} == {"emulator", "kaggle"}
+    (_, job, args), = [s for s in sweeps if s[0] == "kaggle"]
+    assert 0 < args.timeout <= (min(job["timeout-minutes"], HOSTED_JOB_LIMIT_MIN) - MARGIN_MIN) * 60
+    assert args.max_concurrent == 2 and len(args.set) == 2
