@@ -224,6 +224,7 @@ def prepare_bundle(
     enable_internet: bool = True,
     max_bytes: int = MAX_NOTEBOOK_BYTES,
     session_timeout_s: int | None = None,
+    kernel_sources: tuple[str, ...] = (),
 ) -> PreparedBundle:
     """Build the bundle for ``run_dir`` in memory (nothing is written; see :meth:`PreparedBundle.write`).
 
@@ -273,7 +274,7 @@ def prepare_bundle(
             f"(payload {len(payload):,} bytes from {len(files)} files); keep weights and large data out of "
             "training/ (attach them as Kaggle model/dataset sources)", EXIT_USAGE)
     metadata = kernel_metadata(kernel_id, acc, title=title, model_sources=model_sources, is_private=is_private,
-                               enable_internet=enable_internet)
+                               enable_internet=enable_internet, kernel_sources=kernel_sources)
     return PreparedBundle(notebook, metadata, parameters, sha256_bytes(payload), tuple(files),
                           f"training/{parameters['config']}", dataset, f"training/{parameters['eval_set']}",
                           run_version, acc.name)
@@ -288,6 +289,7 @@ def adopt_bundle(
     title: str | None = None,
     is_private: bool = True,
     enable_internet: bool = True,
+    kernel_sources: tuple[str, ...] = (),
 ) -> PreparedBundle:
     """A bundle folder made elsewhere (``push --bundle DIR``: by ``tunix-rt bundle`` or by hand), read into
     memory with this push's kernel id, title, accelerator and privacy (:func:`kernel_metadata`). For a TPU the
@@ -303,7 +305,7 @@ def adopt_bundle(
     except TunixRtError:  # a hand-made bundle: no tunix-rt parameters to describe
         described = None
     metadata = kernel_metadata(check_kernel_id(kernel_id), acc, title=title, is_private=is_private,
-                               enable_internet=enable_internet, base=source)
+                               enable_internet=enable_internet, base=source, kernel_sources=kernel_sources)
     nb_meta = tunix_rt_metadata(notebook)
     return PreparedBundle(
         notebook, metadata, dict(nb_meta["parameters"]) if nb_meta else None,
@@ -326,17 +328,18 @@ class BundleInputs:
     is_private: bool = True
     enable_internet: bool = True
     session_timeout_s: int | None = None  # baked into the notebook (prepare_bundle)
+    kernel_sources: tuple[str, ...] = ()  # kernels whose output is attached (a chained session's previous one)
 
     def prepare(self, run_dir: Path, *, title: str | None = None) -> PreparedBundle:
         """The bundle in memory (:func:`adopt_bundle` of ``folder``, else :func:`prepare_bundle`)."""
         if self.folder:
             return adopt_bundle(Path(self.folder), run_dir, kernel_id=self.kernel_id or "", title=title,
                                 accelerator=self.accelerator, is_private=self.is_private,
-                                enable_internet=self.enable_internet)
+                                enable_internet=self.enable_internet, kernel_sources=self.kernel_sources)
         return prepare_bundle(run_dir, mode=self.mode, config=self.config, dataset=self.dataset,
                               eval_set=self.eval_set, kernel_id=self.kernel_id, accelerator=self.accelerator,
                               title=title, is_private=self.is_private, enable_internet=self.enable_internet,
-                              session_timeout_s=self.session_timeout_s)
+                              session_timeout_s=self.session_timeout_s, kernel_sources=self.kernel_sources)
 
 
 def build_bundle(run_dir: Path, **inputs: Any) -> BundleInfo:

@@ -202,6 +202,13 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true",
                    help="start a run in a run directory that already holds complete evidence (a rehearsal's), "
                         "replacing it (without it: refused, exit 2; a pushed run resumes either way)")
+    p.add_argument("--sessions", metavar="N", type=int, default=None,
+                   help="train past one session's limit: a chain of at most N sessions, kernel <slug>-s<k> each "
+                        "resuming the previous one's checkpoint, in --run-dir DIR/s<k>/ with DIR/chain.json "
+                        "(needs --mode full; stops when the schedule is finished)")
+    p.add_argument("--resume-from", metavar="OWNER/SLUG", default=None,
+                   help="attach this kernel's output (kernel_sources) and resume its checkpoint (needs --mode "
+                        "full); with --sessions: what session 1 resumes")
     _add_wait_options(p)
     _add_json(p)
 

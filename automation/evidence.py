@@ -56,6 +56,7 @@ KAGGLE_FIELDS = ("kernel_ref", "url", "version_number", "machine_shape", "accele
 _MODEL_FIELDS = tuple(f for f in contract.fields("run_result", "model") if f not in ("id", "weights_path"))
 _TRAINING_FIELDS = contract.fields("run_result", "training")
 _KAGGLE_OK = "COMPLETE"
+CUT_FOR_TIME = "cut_for_time"  # evidence status of a session that stopped for time (training/session.py)
 
 
 @dataclass(frozen=True)
@@ -66,13 +67,19 @@ class Evidence:
     manifest: Path
     summary: Path
     log: Path
-    status: str  # "complete" | "failed"
+    status: str  # "complete" | "cut_for_time" | "failed"
     failure_message: str | None
     log_stats: LogStats
 
     @property
     def ok(self) -> bool:
         return self.status == "complete"
+
+    @property
+    def cut_for_time(self) -> bool:
+        """A training session that checkpointed and stopped before its deadline: not a failure, and not a
+        finished run either (no evaluation; the next session resumes it: chain.py)."""
+        return self.status == CUT_FOR_TIME
 
 
 def _utc_iso(ts: float) -> str:
@@ -151,14 +158,18 @@ def _failure(state: dict[str, Any], result: dict[str, Any] | None, kernel_run: d
         if kaggle.get("failure_message"):
             msg += f": {kaggle['failure_message']}"
         reasons.append(msg)
+    # A session cut for time (run_result and kernel_run both say so) has no evaluation, by design.
+    ended = result.get("status") if isinstance(result, dict) else None
+    ended = ended if ended in ("complete", CUT_FOR_TIME) else "complete"
     if result is None and not any(p.startswith(contract.RUN_RESULT) for p in problems):
         reasons.append(f"the kernel wrote no {contract.OUTPUT_SUBDIR}/{contract.RUN_RESULT}")
-    elif result.get("status") != "complete":
+    elif result is not None and result.get("status") != ended:
         reasons.append(f"run_result.json status {result.get('status')!r}"
                        + (f": {result['error']}" if result.get("error") else ""))
-    if kernel_run is not None and kernel_run.get("status") != "complete":
+    if kernel_run is not None and kernel_run.get("status") != ended:
         reasons.append(f"kernel_run.json status {kernel_run.get('status')!r}")
-    if evals is None and not reasons and not any(p.startswith(contract.EVAL_RESULTS) for p in problems):
+    if (ended == "complete" and evals is None and not reasons
+            and not any(p.startswith(contract.EVAL_RESULTS) for p in problems)):
         reasons.append(f"the kernel wrote no {contract.OUTPUT_SUBDIR}/{contract.EVAL_RESULTS}")
     reasons += problems
     return "; ".join(dict.fromkeys(reasons)) or None
@@ -213,7 +224,8 @@ def fill_evidence(run_dir: Path, *, failure: str | None = None, root: Path | Non
     evals = _read_output(out_dir, "eval_results", problems)
     kernel_run = _read_output(out_dir, "kernel_run", problems)
     failure_message = _failure(state, result, kernel_run, evals, problems, failure)
-    status = "failed" if failure_message else "complete"
+    cut = isinstance(result, dict) and result.get("status") == CUT_FOR_TIME
+    status = "failed" if failure_message else CUT_FOR_TIME if cut else "complete"
 
     # The log first: it is kept whatever happened, and a failed run's log is the evidence that matters.
     raw_log = run_dir / state["raw_log"] if state.get("raw_log") else None

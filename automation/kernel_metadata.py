@@ -28,6 +28,7 @@ def kernel_metadata(
     *,
     title: str | None = None,
     model_sources: tuple[str, ...] = (),
+    kernel_sources: tuple[str, ...] = (),
     is_private: bool = True,
     enable_internet: bool = True,
     base: Mapping[str, Any] | None = None,
@@ -37,7 +38,11 @@ def kernel_metadata(
     ``title``: an existing kernel's title, kept so the push does not rename it; None for a new kernel, whose
     title is its slug (Kaggle derives the slug from the title; kernel_id.py). ``base``: the metadata of a
     hand-made bundle folder, whose code file, sources and keywords are kept; its id, title, machine and
-    privacy fields are replaced by these. TPU: no pinned docker image at all (kaggle-cli #1197)."""
+    privacy fields are replaced by these. TPU: no pinned docker image at all (kaggle-cli #1197).
+    ``kernel_sources``: kernels whose latest output Kaggle attaches read-only under ``/kaggle/input/<slug>/``
+    (kaggle-cli docs/kernels_metadata.md "kernel_sources"; the client sends them as SaveKernel's
+    ``kernelDataSources``, kagglesdk ``ApiSaveKernelRequest.kernel_data_sources``): a chained session's previous
+    session (chain.py)."""
     meta: dict[str, Any] = {
         "code_file": NOTEBOOK_NAME, "language": "python", "kernel_type": "notebook",
         "dataset_sources": [], "competition_sources": [], "kernel_sources": [], "model_sources": [],
@@ -52,6 +57,7 @@ def kernel_metadata(
         "enable_internet": enable_internet,
         **accelerator.metadata_fields(),
         "model_sources": list(model_sources) or list(meta.get("model_sources") or []),
+        "kernel_sources": list(kernel_sources) or list(meta.get("kernel_sources") or []),
     })
     return meta
 

@@ -12,6 +12,10 @@ A run directory (``run_version`` is the folder's name)::
       eval_summary.json     evidence (committed)
       kaggle_output_log.txt evidence (committed)
       report.html, loss.png the run report, drawn from the above at rehearse/pull time (committed; run_report.py)
+
+A chain of sessions (``run --sessions N``, chain.py) is a folder of such run directories::
+
+    <chain-dir>/chain.json  the chain summary; <chain-dir>/s1/ … s<N>/  one run directory per session
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ NOTEBOOK_NAME = "kaggle_submission.ipynb"  # the kernel notebook: kernel/'s temp
 METADATA_NAME = "kernel-metadata.json"  # what `kaggle kernels push` reads from the bundle folder
 EXECUTED_NOTEBOOK = "__notebook__.ipynb"  # papermill's executed copy, in the working dir as on Kaggle
 CONSOLE_LOG = "console.log"  # raw_log/ file of the local and Docker runners
+CHAIN_FILE = "chain.json"  # a chain of sessions (run --sessions): the summary in the chain's folder (chain.py)
 
 
 def bundle_notebook() -> str:

@@ -35,7 +35,7 @@ h2{font-size:17px;margin:28px 0 10px;padding-bottom:4px;border-bottom:1px solid 
 .sub{color:var(--muted);margin:0}
 .badge{display:inline-block;padding:1px 10px;border-radius:12px;font-size:13px;font-weight:600;
   vertical-align:middle;margin-left:8px;color:#fff}
-.badge.complete{background:var(--ok)}.badge.failed{background:var(--bad)}
+.badge.complete{background:var(--ok)}.badge.failed{background:var(--bad)}.badge.cut_for_time{background:#b58900}
 .failure{border:1px solid var(--bad);background:#ffebe9;padding:8px 12px;border-radius:6px;margin-top:12px}
 .cards{display:flex;flex-wrap:wrap;gap:12px}
 .card{border:1px solid var(--line);border-radius:8px;padding:10px 16px;min-width:180px;background:var(--bg)}
@@ -99,7 +99,7 @@ def _kv(rows: Iterable[tuple[str, str]]) -> str:
 
 def _header(data: ReportData, t: _Text) -> str:
     m = data.manifest
-    status = m.get("status") if m.get("status") in ("complete", "failed") else "failed"
+    status = m.get("status") if m.get("status") in ("complete", "cut_for_time", "failed") else "failed"
     env = _dict(m.get("environment"))
     parts = [f"<code>{t(m.get('model_id'))}</code>", f"{t(m.get('mode'))} run",
              f"platform {t(env.get('platform'))}", f"finished {t(m.get('timestamp'))} (UTC)"]

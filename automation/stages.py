@@ -7,9 +7,11 @@
   on, so the failure still gets its evidence.
 * ``evidence``: fill the evidence from the outputs (evidence.py) and draw the run report (run_report.py). A
   run that did not complete (the notebook failed, Kaggle ended in ERROR/cancelled, outputs broken) ends the
-  flow here with exit 1: there is nothing to validate or submit.
+  flow here with exit 1: there is nothing to validate or submit. A training session cut for time (evidence
+  status ``cut_for_time``: it checkpointed before its deadline) goes on to ``validate``.
 * ``validate``: the one validation of a flow (validate.py); problems end it with exit 2.
-* ``package``: the submission zip (package.py), without validating again.
+* ``package``: the submission zip (package.py), without validating again; skipped for a session cut for time
+  (no evaluation to submit: the next session of a chain resumes it, chain.py).
 """
 
 from __future__ import annotations
@@ -103,7 +105,7 @@ class EvidenceStage(BaseStage):
         reporter.event("report", f"report: {report.html} ({report.html_bytes:,} bytes) and {report.png.name}",
                        path=str(report.html))
         details: dict[str, Any] = {"evidence_status": evidence.status}
-        if evidence.ok and _kaggle_ok(ctx):
+        if (evidence.ok or evidence.cut_for_time) and _kaggle_ok(ctx):  # a cut session's evidence validates too
             return StageResult(details, value=evidence)
         error = _kernel_failed(outcome) if failure else f"the run did not complete: {evidence.failure_message}"
         return StageResult(details, value=evidence, stop=EXIT_KERNEL_FAILED, error=error)
@@ -151,6 +153,14 @@ class PackageStage(BaseStage):
     def done_detail(self, ctx: Context) -> str:
         rec = ctx.state.stage(self.name)
         return f" ({rec.details.get('zip')})" if rec else ""
+
+    def skip(self, ctx: Context) -> str | None:
+        from .evidence import CUT_FOR_TIME
+
+        evidence = ctx.state.stage("evidence")
+        if evidence is not None and evidence.details.get("evidence_status") == CUT_FOR_TIME:
+            return "the session was cut for time (a checkpoint, no evaluation): nothing to submit"
+        return None
 
     def run(self, ctx: Context) -> StageResult:
         from .package import package

@@ -139,6 +139,28 @@ def test_session_timeout_kills_the_kernel(kaggle_emulator, kaggle_api, tmp_path)
     assert version.status == "ERROR" and "session timeout" in version.failure_message
 
 
+
+def test_kernel_sources_mount_the_latest_completed_output_read_only(kaggle_emulator, kaggle_api, tmp_path):
+    """kernel_sources: the named kernel's latest COMPLETE version's output under input/<slug>/ (the layout of
+    /kaggle/input/<slug>/, found through $TUNIX_RT_INPUT_DIR); a later failed version is not what is mounted,
+    and what the kernel writes there never reaches the source kernel's served outputs."""
+    kaggle_emulator.seed_version("alice", "prev-session", outputs={"output/checkpoint/12/state": b"step 12"})
+    kaggle_emulator.seed_version("alice", "prev-session", status="ERROR", outputs={"output/broken": b"x"})
+    reader = ("import os, pathlib\n"
+              "root = pathlib.Path(os.environ['TUNIX_RT_INPUT_DIR']) / 'prev-session'\n"
+              "print('found', (root / 'output/checkpoint/12/state').read_text(), (root / 'output/broken').exists())\n"
+              "try:\n    (root / 'output/new').write_text('x')\nexcept OSError:\n    print('read-only')\n")
+    folder = write_kernel(tmp_path / "next", "alice/next-session", reader, kernel_type="script",
+                          kernel_sources=["alice/prev-session"])
+    kaggle_api.kernels_push(str(folder))
+    version = kaggle_emulator.wait_until("alice", "next-session", 1, timeout=60)
+    assert version.status == "COMPLETE", version.failure_message
+    log = "".join(entry["data"] for entry in json.loads(version.log_path.read_text()))
+    assert "found step 12 False" in log  # (read-only only for a non-root kernel: root ignores the modes)
+    assert not (kaggle_emulator.version("alice", "prev-session", 1).working_dir / "output/new").exists()
+    assert kaggle_emulator.calls("SaveKernel")[-1].body["kernelDataSources"] == ["alice/prev-session"]
+
+
 # ---- paging ------------------------------------------------------------------------------------------
 
 

@@ -28,10 +28,15 @@ def run_dir_of(args: argparse.Namespace) -> Path:
 
 
 def bundle_inputs(args: argparse.Namespace) -> BundleInputs:
-    """The bundle to push; the kernel id is checked here, before any call and any file."""
+    """The bundle to push; the kernel id is checked here, before any call and any file. The session timeout
+    asked for is baked into a built notebook too (a full run checkpoints and stops before it); ``run
+    --resume-from`` attaches that kernel's output (kernel_sources)."""
+    resume_from = getattr(args, "resume_from", None)
     return BundleInputs(mode=args.mode, config=args.config, dataset=args.dataset, eval_set=args.eval_set,
                         kernel_id=kernel_id.check(args.kernel_id), accelerator=args.accelerator, folder=args.bundle,
-                        is_private=not args.public, enable_internet=not args.no_internet)
+                        is_private=not args.public, enable_internet=not args.no_internet,
+                        session_timeout_s=args.session_timeout,
+                        kernel_sources=(kernel_id.check(resume_from, "--resume-from"),) if resume_from else ())
 
 
 def push_options(args: argparse.Namespace) -> PushOptions:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import stat
 import threading
 import time
@@ -369,7 +370,7 @@ class Emulator:
             version.dir,
             timeout_s=version.session_timeout_s or self.session_timeout_s,
         )
-        _mount_inputs(job.input_dir, links)
+        _mount_inputs(job.input_dir, links, copy_under=self.store.kernels_dir)
         self.store.update(version, status=KernelStatus.RUNNING, started_at=time.time())
         try:
             with kaggle_log.KaggleLogWriter(version.log_path) as log:
@@ -402,14 +403,24 @@ class Emulator:
             self.store.update(version, status=KernelStatus.CANCEL_ACKNOWLEDGED, finished_at=time.time())
 
 
-def _mount_inputs(input_dir: Path, links: dict[str, Path]) -> None:
-    """Link hosted sources under input/ and make the folder read-only, as /kaggle/input is."""
+def _mount_inputs(input_dir: Path, links: dict[str, Path], *, copy_under: Path | None = None) -> None:
+    """Link hosted sources under input/ and make the folder read-only, as /kaggle/input is. Another kernel's
+    output (a target under ``copy_under``) is copied with read-only files instead: through a link the
+    kernel could write into that kernel's served outputs, which on Kaggle are a read-only mount."""
     input_dir.mkdir(parents=True, exist_ok=True)
     for rel, target in links.items():
         dest = input_dir / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
-        if not dest.exists():
-            dest.symlink_to(Path(target).resolve(), target_is_directory=Path(target).is_dir())
+        if dest.exists() or dest.is_symlink():
+            continue
+        source = Path(target).resolve()
+        if copy_under is not None and source.is_dir() and source.is_relative_to(Path(copy_under).resolve()):
+            shutil.copytree(source, dest, symlinks=True)
+            for path in dest.rglob("*"):
+                if path.is_file() and not path.is_symlink():
+                    path.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+        else:
+            dest.symlink_to(source, target_is_directory=source.is_dir())
     _set_writable(input_dir, False)
 
 

@@ -222,7 +222,11 @@ class KernelsService:
             "datasetDataSources", "invalidDatasetSources", self.sources.datasets, lambda s: s.split("/")[-1]
         )
         check("competitionDataSources", "invalidCompetitionSources", self.sources.competitions, lambda s: s)
-        kernels = {k.ref: k.latest().working_dir if k.latest() else None for k in self.store.kernels()}
+        # A kernel source (kaggle-cli docs/kernels_metadata.md: ``kernel_sources``, "username/kernel-slug") is
+        # mounted read-only at /kaggle/input/<slug>/ (the classic layout; research notes docker.md): the output of
+        # its latest version that completed (defensive guess: a running or failed version has no output to
+        # attach). A kernel with no completed version is accepted and mounts nothing.
+        kernels = {k.ref: self.store.latest_output(k) for k in self.store.kernels()}
         check("kernelDataSources", "invalidKernelSources", kernels, lambda s: s.split("/")[-1])
         return invalid, links
 

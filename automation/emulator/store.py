@@ -198,6 +198,12 @@ class Store:
             self._save_kernel(kernel)
             return kernel, version
 
+    def latest_output(self, kernel: Kernel) -> Path | None:
+        """The working folder (= outputs) of the kernel's latest COMPLETE version, or None."""
+        with self.lock:
+            done = [n for n, v in kernel.versions.items() if v.status == KernelStatus.COMPLETE]
+            return kernel.versions[max(done)].working_dir if done else None
+
     def update(self, version: Version, **changes: Any) -> None:
         with self.lock:
             for key, value in changes.items():
