@@ -9,7 +9,7 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_KERNEL_FAILED = 1  # the kernel ended in ERROR or was cancelled; a rehearsal failed or Docker could not run it
 EXIT_USAGE = 2  # usage error or bad input (flags, config, files, evidence)
-EXIT_TIMEOUT = 3  # the overall deadline passed
+EXIT_TIMEOUT = 3  # the overall deadline passed (or a chain of sessions ran out of sessions)
 EXIT_AUTH = 4  # missing or rejected Kaggle credentials
 EXIT_API = 5  # a Kaggle API call still failed after retries
 
@@ -17,7 +17,7 @@ EXIT_CODES = {
     EXIT_OK: "success",
     EXIT_KERNEL_FAILED: "kernel ERROR or cancelled (or a rehearsal failed, or Docker could not run it)",
     EXIT_USAGE: "usage error or bad input",
-    EXIT_TIMEOUT: "timeout (overall deadline passed)",
+    EXIT_TIMEOUT: "timeout (overall deadline passed, or a chain ran out of sessions)",
     EXIT_AUTH: "missing or rejected Kaggle credentials",
     EXIT_API: "Kaggle API failure after retries",
 }

@@ -75,12 +75,13 @@ def _payload() -> bytes:
 
 
 def make_bundle(folder: Path, *, files: dict[str, str] | None = None, fail: str | None = None,
-                sleep_s: float = 0.0, model_sources: list[str] | None = None, n_extra: int = 0) -> Path:
+                sleep_s: float = 0.0, model_sources: list[str] | None = None, n_extra: int = 0,
+                code: str | None = None) -> Path:
     """A pushable bundle whose notebook writes ``files`` (name → text) in about a second.
 
     ``fail``: raise this message after writing; ``sleep_s``: sleep first; ``n_extra``: also write that many
-    small files under ``extra/`` (paging tests)."""
-    code = (
+    small files under ``extra/`` (paging tests); ``code``: this cell's code instead (test_chain's sessions)."""
+    code = code or (
         "import json, os, pathlib, time\n"
         f"time.sleep({sleep_s!r})\n"
         f"files = json.loads({json.dumps(json.dumps(files or {}))})\n"

@@ -122,6 +122,26 @@ def test_missing_eval_results_is_a_failure(tmp_path: Path) -> None:
     assert ev.status == "failed" and "eval_results.json" in ev.failure_message
 
 
+def test_a_session_cut_for_time_is_its_own_status_and_validates(tmp_path: Path) -> None:
+    """A training session that checkpointed and stopped before its deadline (run_result and kernel_run both
+    cut_for_time, no scores): evidence status cut_for_time, not a failure, and it validates (chain.py)."""
+    run = write_finished_run(tmp_path / "s1", status="cut_for_time", with_eval=False, platform="emulator",
+                             kaggle=kaggle_block())
+    evidence = fill_evidence(run)
+    assert evidence.status == "cut_for_time" and evidence.cut_for_time and not evidence.ok
+    assert evidence.failure_message is None
+    summary = json.loads((run / SUMMARY_FILE).read_text())
+    assert summary["status"] == "cut_for_time" and summary["primary_score"] is None
+    assert validate_run_dir(run) == []
+
+
+def test_a_cut_session_whose_kernel_did_not_finish_is_failed(tmp_path: Path) -> None:
+    run = write_finished_run(tmp_path / "s1", status="cut_for_time", with_eval=False, platform="emulator",
+                             kaggle=kaggle_block("ERROR", "Your notebook exceeded the session timeout of 60 seconds."))
+    evidence = fill_evidence(run)
+    assert evidence.status == "failed" and "exceeded the session timeout" in (evidence.failure_message or "")
+
+
 def test_unreadable_output_is_a_failure_not_a_crash(tmp_path: Path) -> None:
     run = write_finished_run(tmp_path / "m33_rehearsal")
     (run / "outputs/output/eval_results.json").write_text("{not json")
