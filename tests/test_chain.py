@@ -233,7 +233,7 @@ def real_chain(env: dict[str, str], kernel_id: str, config: Path, run_dir: Path,
 
 @pytest.mark.kernel
 @pytest.mark.slow
-def test_real_sessions_cut_by_the_session_timeout_finish_in_three(emu: Emulator, repo_root: Path, tmp_path: Path,
+def test_real_sessions_cut_by_the_session_timeout_resume_each_other(emu: Emulator, repo_root: Path, tmp_path: Path,
                                                                    run_dir: Path) -> None:
     """The Done-when of issue 12: the real tiny bundle, each session cut by its real session timeout (the
     trainer's deadline, baked into the notebook), 3 kernels each pushed once, steps continuing across sessions,
@@ -242,7 +242,11 @@ def test_real_sessions_cut_by_the_session_timeout_finish_in_three(emu: Emulator,
     How many steps fit in a session depends on the machine (start-up alone is 40 s on an idle 2-core machine
     and several times that on a loaded one), so a calibration session (a schedule far too long) measures it
     first, at the shortest session timeout that trains at least 8 steps, and the chain's schedule is 2.5
-    sessions of it: two sessions cut, the third finishes with room for its evaluation (within ±17 %)."""
+    sessions of it: two sessions cut, the third finishes with room for its evaluation. The chain may use up to
+    4 sessions, and one that ran faster than the calibration finishes in 2: what a session trains is a matter
+    of the machine's speed between calibration and chain (seen here: +17 % to +27 % with a warm compilation
+    cache, −55 % under load 10), and the exact count of 3 is test_three_sessions_resume_each_other…'s job.
+    Whatever the count, every session but the last is cut by the session timeout and the next resumes it."""
     env, out = cli_env(emu), tmp_path / "submission"
     long_schedule = tiny_config(tmp_path / "c" / "chain_tiny.yaml", repo_root, 100_000)
     for timeout_s in SESSION_TIMEOUTS_S:
@@ -255,29 +259,31 @@ def test_real_sessions_cut_by_the_session_timeout_finish_in_three(emu: Emulator,
     assert per_session >= 8, f"only {per_session} steps fit in a {timeout_s} s session on this machine"
     max_steps = round(2.5 * per_session)
 
-    res = real_chain(env, BASE, tiny_config(tmp_path / "r" / "chain_tiny.yaml", repo_root, max_steps), run_dir, 3,
+    res = real_chain(env, BASE, tiny_config(tmp_path / "r" / "chain_tiny.yaml", repo_root, max_steps), run_dir, 4,
                      timeout_s, out)
     detail = (f"(calibration: {per_session} steps per {timeout_s} s session; schedule {max_steps})\n"
               f"{res.output[-4000:]}")
     assert res.code == 0, detail
-    saves = [r for r in emu.calls("SaveKernel") if r.body["slug"].startswith(BASE)]
-    assert [s.body["slug"] for s in saves] == [f"{BASE}-s1", f"{BASE}-s2", f"{BASE}-s3"], detail
-    assert [s.body.get("kernelDataSources") or [] for s in saves] == [[], [f"{BASE}-s1"], [f"{BASE}-s2"]]
-    assert {s.body["sessionTimeoutSeconds"] for s in saves} == {timeout_s}
     chain = chain_json(run_dir)
     sessions = chain["sessions"]
-    assert [s["stop_reason"] for s in sessions] == ["deadline", "deadline", "max_steps"], detail
-    assert [s["status"] for s in sessions] == ["cut_for_time", "cut_for_time", "complete"]
-    assert sessions[0]["start_step"] == 0 and sessions[2]["end_step"] == max_steps == chain["max_steps"]
+    n = len(sessions)
+    assert 2 <= n <= 4 and chain["final_session"] == n, detail
+    saves = [r for r in emu.calls("SaveKernel") if r.body["slug"].startswith(BASE)]
+    assert [s.body["slug"] for s in saves] == [f"{BASE}-s{k}" for k in range(1, n + 1)], detail  # each pushed once
+    assert [s.body.get("kernelDataSources") or [] for s in saves] == [[]] + [[f"{BASE}-s{k}"] for k in range(1, n)]
+    assert {s.body["sessionTimeoutSeconds"] for s in saves} == {timeout_s}
+    assert [s["stop_reason"] for s in sessions] == ["deadline"] * (n - 1) + ["max_steps"], detail
+    assert [s["status"] for s in sessions] == ["cut_for_time"] * (n - 1) + ["complete"]
+    assert sessions[0]["start_step"] == 0 and sessions[-1]["end_step"] == max_steps == chain["max_steps"]
     for before, after in zip(sessions, sessions[1:], strict=False):  # each resumes where the previous stopped
         assert after["start_step"] == after["resumed_from_step"] == before["end_step"]
     assert chain["finished"] and chain["steps_trained"] == max_steps
-    for k in (1, 2, 3):
+    for k in range(1, n + 1):
         assert validate_run_dir(run_dir / f"s{k}") == []
         version = emu.version(USER, f"tiny-chain-s{k}", 1)
         assert version is not None and version.status == "COMPLETE"  # ended by itself before the emulator's kill
         assert version.finished_at - version.started_at < timeout_s
-    summary = json.loads((run_dir / "s3" / "eval_summary.json").read_text())
+    summary = json.loads((run_dir / f"s{n}" / "eval_summary.json").read_text())
     assert summary["status"] == "complete" and summary["n_predictions"] == summary["n_items"] > 0
     assert len(list(out.glob("*.zip"))) == 1
     print(f"\nchain: {per_session} steps per {timeout_s} s session (calibration), schedule {max_steps}: "
