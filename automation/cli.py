@@ -341,11 +341,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(module.run(args) or 0)
     except TunixRtError as exc:
-        print(f"tunix-rt {args.command}: error: {exc.message}", file=sys.stderr)
+        from .redact import Redactor
+
+        print(f"tunix-rt {args.command}: error: {Redactor().redact(exc.message)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt as exc:
         print(f"tunix-rt {args.command}: interrupted ({interrupts.signal_name(exc)})", file=sys.stderr)
         return interrupts.exit_code(exc)
+    except Exception as exc:  # noqa: BLE001 - a bug: one redacted line, the traceback saved (crash.py)
+        from . import crash
+
+        line, code = crash.report(args.command, exc, getattr(args, "run_dir", None))
+        print(line, file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":  # pragma: no cover

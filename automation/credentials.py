@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,10 +89,74 @@ class Credentials:
         return self
 
 
+# The longest KAGGLE_API_TOKEN the client can take: it calls Path(token).exists() first (kaggle_env.py
+# get_access_token_from_env), which raises ENAMETOOLONG ("File name too long", quoting the token) for a value
+# longer than a file name may be (NAME_MAX 255 on Linux).
+MAX_ENV_TOKEN_CHARS = 255
+OAUTH_SECRET_FIELDS = ("refresh_token", "access_token")  # kagglesdk kaggle_creds.py KaggleCredentials.save
+
+
+def _read_text(path: Path) -> str | None:
+    """A small credential file's stripped text, or None when it cannot be read (never raises)."""
+    try:
+        return path.read_text(encoding="utf-8", errors="replace").strip() if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+def _json_file(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(_read_text(path) or "{}")
+    except (ValueError, RecursionError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def config_dirs(environ: Mapping[str, str] | None = None) -> list[Path]:
+    """Every folder the kaggle client may read kaggle.json from, whichever it picks today: KAGGLE_CONFIG_DIR,
+    ~/.kaggle, $XDG_CONFIG_HOME/kaggle and ~/.config/kaggle (kaggle_api_extended.py ~1155)."""
+    environ = os.environ if environ is None else environ
+    home = Path(environ.get("HOME") or os.path.expanduser("~"))
+    dirs = [Path(environ["KAGGLE_CONFIG_DIR"])] if environ.get("KAGGLE_CONFIG_DIR") else []
+    dirs += [home / ".kaggle", Path(environ.get("XDG_CONFIG_HOME") or home / ".config") / "kaggle",
+             home / ".config" / "kaggle"]
+    return list(dict.fromkeys(dirs))
+
+
+def known_secrets(environ: Mapping[str, str] | None = None) -> set[str]:
+    """Every credential value the kaggle client or :func:`find_credentials` could use on this machine, from
+    every source either reads, whichever one wins: ``KAGGLE_KEY``; ``KAGGLE_API_TOKEN`` (its value, and the
+    content of the file it names); ``KAGGLE_API_V1_TOKEN`` (a file, in a Kaggle notebook); the ``key`` of
+    ``kaggle.json`` in every folder of :func:`config_dirs`; ``~/.kaggle/access_token(.txt)``; the tokens of
+    the OAuth ``~/.kaggle/credentials.json``. The redactor removes all of them from everything tunix-rt
+    prints or writes, and ``package`` refuses a zip holding any. Never raises."""
+    environ = os.environ if environ is None else environ
+    home = Path(environ.get("HOME") or os.path.expanduser("~"))
+    values = {environ.get("KAGGLE_KEY") or ""}
+    for var in ("KAGGLE_API_TOKEN", "KAGGLE_API_V1_TOKEN"):
+        named = environ.get(var) or ""
+        # The content of the file it names, else (a value too long for a file name too) the token itself.
+        content = _read_text(Path(named)) if named and "\x00" not in named else None
+        values.add(content if content is not None else (named if var == "KAGGLE_API_TOKEN" else ""))
+    for folder in config_dirs(environ):  # ~/.kaggle is one of them; a token file elsewhere is redacted too
+        key = _json_file(folder / "kaggle.json").get("key")
+        values.add(key if isinstance(key, str) else "")
+        for name in ("access_token", "access_token.txt"):
+            values.add(_read_text(folder / name) or "")
+    oauth = _json_file(Path(str(home / OAUTH_FILE.removeprefix("~/"))))
+    values |= {v for k, v in oauth.items() if k in OAUTH_SECRET_FIELDS and isinstance(v, str)}
+    return {v.strip() for v in values if v and v.strip()}
+
+
 def _token() -> tuple[str, str] | None:
     """(value, source) of an API token, where kagglesdk's get_access_token_from_env looks."""
     env = os.environ.get("KAGGLE_API_TOKEN")
     if env:
+        if len(env) > MAX_ENV_TOKEN_CHARS:
+            raise TunixRtError(f"KAGGLE_API_TOKEN holds {len(env)} characters: the kaggle client first tries it as "
+                               f"a file name (at most {MAX_ENV_TOKEN_CHARS}) and crashes; save the token in "
+                               "~/.kaggle/access_token instead, or set KAGGLE_API_TOKEN to that file's path",
+                               EXIT_AUTH)
         path = Path(env)
         if path.exists():  # the client reads a path's content (kaggle_env.py: Path(token).exists())
             try:
@@ -142,14 +207,15 @@ def _legacy() -> tuple[str, str, str] | None:
 
 def find_credentials() -> Credentials:
     """Find credentials the way the client will, without any network call. Missing → EXIT_AUTH."""
-    token = _token()
+    token = _token()  # a token the client cannot take is refused first (EXIT_AUTH), before any other choice
     try:
         legacy = _legacy()
     except TunixRtError:
         if token is None:
             raise
         legacy = None  # the token comes first; the client never reads the broken file in that case
-    secrets = tuple(v for v in ((token[0] if token else None), (legacy[1] if legacy else None)) if v)
+    used = (token[0] if token else None, legacy[1] if legacy else None)
+    secrets = tuple(dict.fromkeys([*(v for v in used if v), *sorted(known_secrets())]))
     if token:
         return Credentials(token[1], TOKEN, None, secrets, fallback=legacy[2] if legacy else None,
                            fallback_username=legacy[0] if legacy else None)
@@ -157,7 +223,7 @@ def find_credentials() -> Credentials:
         return Credentials(legacy[2], LEGACY, legacy[0], secrets)
     oauth = Path(os.path.expanduser(OAUTH_FILE))
     if oauth.is_file():
-        return Credentials(str(oauth), OAUTH, None, ())
+        return Credentials(str(oauth), OAUTH, None, secrets)
     raise TunixRtError("no Kaggle credentials found: " + where_to_put_them(), EXIT_AUTH)
 
 

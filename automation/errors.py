@@ -12,6 +12,7 @@ EXIT_USAGE = 2  # usage error or bad input (flags, config, files, evidence)
 EXIT_TIMEOUT = 3  # the overall deadline passed (or a chain of sessions ran out of sessions)
 EXIT_AUTH = 4  # missing or rejected Kaggle credentials
 EXIT_API = 5  # a Kaggle API call still failed after retries
+EXIT_INTERNAL = 70  # a bug: an unexpected exception (sysexits' EX_SOFTWARE); one redacted line, traceback saved
 
 EXIT_CODES = {
     EXIT_OK: "success",
@@ -20,6 +21,7 @@ EXIT_CODES = {
     EXIT_TIMEOUT: "timeout (overall deadline passed, or a chain ran out of sessions)",
     EXIT_AUTH: "missing or rejected Kaggle credentials",
     EXIT_API: "Kaggle API failure after retries",
+    EXIT_INTERNAL: "internal error (a bug): one redacted line; the redacted traceback is in the run directory",
 }
 
 

@@ -12,6 +12,7 @@ A run directory (``run_version`` is the folder's name)::
       eval_summary.json     evidence (committed)
       kaggle_output_log.txt evidence (committed)
       report.html, loss.png the run report, drawn from the above at rehearse/pull time (committed; run_report.py)
+      tunix_rt_traceback.txt the redacted traceback of an unexpected error (exit 70; crash.py), if one happened
 
 A chain of sessions (``run --sessions N``, chain.py) is a folder of such run directories::
 
@@ -31,6 +32,7 @@ METADATA_NAME = "kernel-metadata.json"  # what `kaggle kernels push` reads from 
 EXECUTED_NOTEBOOK = "__notebook__.ipynb"  # papermill's executed copy, in the working dir as on Kaggle
 CONSOLE_LOG = "console.log"  # raw_log/ file of the local and Docker runners
 CHAIN_FILE = "chain.json"  # a chain of sessions (run --sessions): the summary in the chain's folder (chain.py)
+TRACEBACK_FILE = "tunix_rt_traceback.txt"  # an unexpected error's redacted traceback (crash.py)
 
 
 def bundle_notebook() -> str:

@@ -15,19 +15,25 @@
 * **refusals** (exit 2, one line): invalid or failed evidence, a missing bundle or one whose notebook is not the
   one the evidence records, a payload without the run's config or eval set (or with other bytes than the run
   recorded), an unsafe payload entry, an evidence or bundle file that resolves outside its run directory, a
-  credential or a folder of this machine in any member. The zip is written atomically or not at all.
+  credential or a folder of this machine in any member, a known secret (:func:`tunix_rt.credentials.known_secrets`)
+  in any member's or the zip's bytes (raw, base64 or URL-encoded), an evidence or bundle file that is a symbolic
+  link or has more than one hard link, a config or eval set recorded without its sha256. The zip is written
+  atomically or not at all.
 """
 
 from __future__ import annotations
 
 import io
+import json
+import os
+import stat
 import tarfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from . import hostpaths, paths
+from . import hostpaths, kernel_id, paths
 from .errors import EXIT_USAGE, TunixRtError
 from .evidence import EVIDENCE_FILES, MANIFEST_FILE, SUMMARY_FILE
 from .fsutil import read_json, sha256_bytes, write_atomic
@@ -35,7 +41,7 @@ from .layout import BUNDLE_DIR, METADATA_NAME, NOTEBOOK_NAME
 from .payload import extract_payload
 from .redact import Redactor
 from .run_report import REPORT_FILES
-from .validate import ALLOWED_KAGGLE_MODELS, validate_run_dir
+from .validate import ALLOWED_KAGGLE_MODELS, GEMMA_MIN_PARAMS, validate_run_dir
 
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 ZIP_MODE = 0o100644  # a regular file, rw-r--r--
@@ -68,14 +74,33 @@ def archive_name(run_version: str, timestamp: str, commit_sha: str) -> str:
 
 
 def _run_file(run_dir: Path, rel: str, what: str) -> bytes:
-    """A file of the run directory, which must really live there (a link out of it is refused)."""
+    """A file of the run directory, which must really live there: a regular file with one link (a symbolic
+    link, or a hard link that may be a host file under an evidence name, is refused)."""
     path = run_dir / rel
     resolved = path.resolve()
     if not resolved.is_relative_to(run_dir.resolve()):
         raise _refuse(f"{path}: resolves to {resolved}, outside the run directory; not packaged")
     if not resolved.is_file():
         raise _refuse(f"{path}: missing ({what}); it is required in the submission zip")
+    problem = link_problem(path)
+    if problem:
+        raise _refuse(f"{path}: {problem}; not packaged")
     return resolved.read_bytes()
+
+
+def link_problem(path: Path) -> str | None:
+    """Why ``path`` is not a plain file of its own (a symlink, not a regular file, more than one hard link)."""
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        return f"cannot be read ({type(exc).__name__})"
+    if stat.S_ISLNK(st.st_mode):
+        return "is a symbolic link, not a regular file"
+    if not stat.S_ISREG(st.st_mode):
+        return "is not a regular file"
+    if st.st_nlink != 1:
+        return f"has {st.st_nlink} hard links (it may be another file's content); copy it into place"
+    return None
 
 
 def payload_members(payload: bytes, shown: str) -> dict[str, bytes]:
@@ -100,7 +125,10 @@ def _check_recorded(members: dict[str, bytes], rel: Any, sha: Any, what: str, sh
     if not isinstance(rel, str) or rel not in members:
         raise _refuse(f"{shown}: the payload holds no {what} {rel!r} (the evidence's); the bundle is not the "
                       "one that ran")
-    if sha and sha256_bytes(members[rel]) != sha:
+    if not isinstance(sha, str) or not sha:
+        raise _refuse(f"{shown}: the evidence records no sha256 for the {what} {rel!r}; a complete run names the "
+                      f"{what} it used and its sha256")
+    if sha256_bytes(members[rel]) != sha:
         raise _refuse(f"{shown}: {rel} in the payload differs from the {what} the run used ({str(sha)[:12]}…)")
 
 
@@ -109,8 +137,48 @@ def _fmt(value: Any, spec: str = "") -> str:
         return "n/a"
     return format(value, spec) if spec else str(value)
 
-def render_readme(manifest: dict[str, Any], summary: dict[str, Any], members: list[str], run_rel: str) -> str:
-    """``README_SUBMISSION.md``: the run summary from the evidence and the submission checklist."""
+def _is_kernel_ref(ref: Any) -> bool:
+    try:
+        return isinstance(ref, str) and kernel_id.check(ref) == ref
+    except TunixRtError:
+        return False
+
+
+def tpu_claim_gaps(manifest: dict[str, Any], model_sources: Any = None) -> list[str]:
+    """What the evidence does not prove of "trained with Tunix + Gemma on a Kaggle TPU within one session"
+    (empty: proven). Labels anyone can edit (``environment.platform``, ``model_id``) are not proof: the tick
+    needs the Kaggle block as the push/wait stages recorded it (kernel ref, version, a TPU machine shape and
+    COMPLETE as Kaggle reported them), real Gemma weights loaded (``model.source`` safetensors, a Gemma-sized
+    parameter count) from a Kaggle model source named in the bundle's kernel-metadata.json."""
+    env = manifest.get("environment") if isinstance(manifest.get("environment"), dict) else {}
+    kaggle = manifest.get("kaggle") if isinstance(manifest.get("kaggle"), dict) else {}
+    model = manifest.get("model") if isinstance(manifest.get("model"), dict) else {}
+    timings = manifest.get("timings_s") if isinstance(manifest.get("timings_s"), dict) else {}
+    gaps = []
+    if env.get("platform") != "kaggle" or env.get("accelerator") != "tpu":
+        gaps.append(f"platform {env.get('platform')}, accelerator {env.get('accelerator')}")
+    ref, version = kaggle.get("kernel_ref"), kaggle.get("version_number")
+    if not _is_kernel_ref(ref) or not (
+            isinstance(version, int) and not isinstance(version, bool) and version >= 1):
+        gaps.append("no Kaggle kernel ref and version")
+    if not str(kaggle.get("machine_shape") or "").startswith("Tpu") or kaggle.get("status") != "COMPLETE":
+        gaps.append(f"Kaggle machine shape {kaggle.get('machine_shape')}, status {kaggle.get('status')}")
+    params = model.get("param_count")
+    if (manifest.get("model_id") not in ALLOWED_KAGGLE_MODELS or model.get("source") != "safetensors"
+            or not isinstance(params, int) or params < GEMMA_MIN_PARAMS):
+        gaps.append(f"model {manifest.get('model_id')} from {model.get('source')}")
+    if not (isinstance(model_sources, list) and any("gemma" in str(m).lower() for m in model_sources)):
+        gaps.append("no Gemma model source in kernel-metadata.json")
+    total = timings.get("total")
+    if not isinstance(total, (int, float)) or total > SESSION_LIMIT_S:
+        gaps.append(f"kernel wall time {total}")
+    return gaps
+
+
+def render_readme(manifest: dict[str, Any], summary: dict[str, Any], members: list[str], run_rel: str,
+                  model_sources: Any = None) -> str:
+    """``README_SUBMISSION.md``: the run summary from the evidence and the submission checklist
+    (``model_sources``: the bundle's kernel-metadata.json ``model_sources``)."""
     env = manifest.get("environment") or {}
     model = manifest.get("model") or {}
     training = manifest.get("training") or {}
@@ -151,12 +219,10 @@ def render_readme(manifest: dict[str, Any], summary: dict[str, Any], members: li
                               f"({_fmt(kaggle.get('url'))})"),
             ("Kaggle machine", f"{_fmt(kaggle.get('machine_shape'))}, status {_fmt(kaggle.get('status'))}"),
         ]
-    on_tpu = (env.get("platform") == "kaggle" and env.get("accelerator") == "tpu"
-              and manifest.get("model_id") in ALLOWED_KAGGLE_MODELS
-              and isinstance(timings.get("total"), (int, float)) and timings["total"] <= SESSION_LIMIT_S)
-    tpu_note = "met by this run" if on_tpu else (
-        f"NOT met by this run: platform {env.get('platform')}, accelerator {env.get('accelerator')}, "
-        f"model {manifest.get('model_id')}")
+    unproven = tpu_claim_gaps(manifest, model_sources)
+    on_tpu = not unproven
+    tpu_note = "met by this run: Kaggle's own record shows it" if on_tpu else (
+        f"NOT proven by this run's Kaggle record: {'; '.join(unproven)}")
     lines = [
         f"# tunix-rt submission: {rv}",
         "",
@@ -254,7 +320,12 @@ def package(run_dir: Path, output_dir: Path, *, redactor: Redactor | None = None
             raise _refuse(f"{run_dir / name}: missing; write the run report first: tunix-rt report {run_dir}")
         members[f"{run_rel}/{name}"] = _run_file(run_dir, name, "the run report")
 
-    members[README_NAME] = render_readme(manifest, summary, sorted([*members, README_NAME]), run_rel).encode()
+    try:
+        sources = json.loads(members[METADATA]).get("model_sources")
+    except (ValueError, AttributeError):
+        sources = None
+    members[README_NAME] = render_readme(manifest, summary, sorted([*members, README_NAME]), run_rel,
+                                         sources).encode()
     machine = hostpaths.for_validation(paths.project_root())
     for name in sorted(members):
         text = members[name].decode("utf-8", errors="replace")
@@ -266,6 +337,9 @@ def package(run_dir: Path, output_dir: Path, *, redactor: Redactor | None = None
             raise _refuse(f"{name}: names {folders[0]} of this machine; the zip must be portable")
 
     data = build_zip(members)
+    for name, blob in [*sorted(members.items()), ("the zip file itself", data)]:
+        if redactor.holds_secret(blob):  # raw, base64 or URL-encoded, in any member's bytes or the zip's
+            raise _refuse(f"{name}: holds a known credential (raw, base64 or URL-encoded); refusing to package it")
     name = archive_name(manifest["run_version"], manifest["timestamp"], manifest["commit_sha"])
     out = Path(output_dir) / name
     write_atomic(out, data)

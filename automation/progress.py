@@ -166,6 +166,12 @@ class Reporter:
 
             self.result(exit_code(exc), error=f"interrupted ({signal_name(exc)})", **on_error)
             raise
+        except Exception as exc:  # a bug: cli.py prints one redacted line (crash.py); --json still ends
+            from .crash import MAX_LINE
+            from .errors import EXIT_INTERNAL
+
+            self.result(EXIT_INTERNAL, error=f"internal error: {type(exc).__name__}: {exc}"[:MAX_LINE], **on_error)
+            raise
 
     def result(self, exit_code: int, message: str = "", **fields: Any) -> None:
         """The final result: JSON mode prints the result object; human mode prints ``message`` to stdout."""

@@ -3,8 +3,9 @@
 Two kinds of secrets are removed:
 
 * **known values**: the values of environment variables whose names look secret (``KAGGLE_KEY``,
-  ``KAGGLE_API_TOKEN``, ``*TOKEN*``, ``*SECRET*``, ``*PASSWORD*``, ``*_KEY``) and the ``key`` of
-  ``kaggle.json`` / the ``access_token`` file in the Kaggle config folder;
+  ``KAGGLE_API_TOKEN``, ``*TOKEN*``, ``*SECRET*``, ``*PASSWORD*``, ``*_KEY``) and every credential the
+  resolver :func:`tunix_rt.credentials.known_secrets` finds wherever the kaggle client looks (``kaggle.json``
+  in every config folder, token files), each also in its base64 and URL-encoded forms;
 * **shapes**: HTTP ``Authorization`` Basic/Bearer values, Kaggle ``KGAT_…`` API tokens, a JSON
   ``"key": "<32 hex>"`` (the shape of ``kaggle.json``) and ``KAGGLE_KEY=…``-style assignments.
 
@@ -16,13 +17,13 @@ pass makes logs and evidence portable.
 
 from __future__ import annotations
 
-import contextlib
-import json
+import base64
 import os
 import re
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING
+
+from .credentials import known_secrets
 
 if TYPE_CHECKING:
     from .hostpaths import HostPaths
@@ -59,29 +60,28 @@ def looks_secret(name: str) -> bool:
     return bool(_SECRET_NAME.search(name))
 
 
-def _kaggle_config_dirs(environ: Mapping[str, str]) -> list[Path]:
-    dirs = []
-    if environ.get("KAGGLE_CONFIG_DIR"):
-        dirs.append(Path(environ["KAGGLE_CONFIG_DIR"]))
-    home = Path(environ.get("HOME") or Path.home())
-    dirs += [home / ".kaggle", home / ".config" / "kaggle"]
-    return dirs
-
-
 def secret_values(environ: Mapping[str, str] | None = None) -> set[str]:
-    """Credential values present on this machine: secret-looking env vars and the Kaggle config files."""
+    """Credential values present on this machine: secret-looking env vars and every value the credential
+    resolver finds (:func:`tunix_rt.credentials.known_secrets`: every source the kaggle client reads)."""
     environ = os.environ if environ is None else environ
-    values = {v for k, v in environ.items() if looks_secret(k) and v}
-    for folder in _kaggle_config_dirs(environ):
-        try:
-            data = json.loads((folder / "kaggle.json").read_text(encoding="utf-8"))
-            if isinstance(data, dict) and isinstance(data.get("key"), str):
-                values.add(data["key"])
-        except (OSError, ValueError):
-            pass
-        with contextlib.suppress(OSError):
-            values.add((folder / "access_token").read_text(encoding="utf-8").strip())
+    values = {v for k, v in environ.items() if looks_secret(k) and v} | known_secrets(environ)
     return {v.strip() for v in values if len(v.strip()) >= MIN_SECRET_LEN}
+
+
+def encoded_forms(value: str) -> set[str]:
+    """``value`` as it may appear encoded: URL-encoded (``quote``/``quote_plus``) and inside base64 text
+    (standard and URL-safe alphabets, at each of the three byte alignments; only the characters that depend
+    on ``value`` alone, so the form is found whatever surrounds it)."""
+    from urllib.parse import quote, quote_plus
+
+    raw = value.encode("utf-8", errors="replace")
+    forms = {quote(value, safe=""), quote_plus(value, safe="")}
+    for k in range(3):
+        start = -(-8 * k // 6)  # the first base64 character made of value's bits only
+        end = 8 * (k + len(raw)) // 6  # one past the last such character
+        for enc in (base64.b64encode, base64.urlsafe_b64encode):
+            forms.add(enc(b"\0" * k + raw).decode("ascii")[start:end])
+    return {f for f in forms if len(f) >= MIN_SECRET_LEN and f != value}
 
 
 class Redactor:
@@ -91,6 +91,8 @@ class Redactor:
                  paths: HostPaths | None = None) -> None:
         self.paths = paths
         values = secret_values(environ) | {v for v in extra_values if v and len(v) >= MIN_SECRET_LEN}
+        self.secrets = frozenset(values)  # the plain values (package searches the zip bytes for them)
+        values |= {form for v in values for form in encoded_forms(v)}  # printed base64- or URL-encoded
         # Longest first so a value that contains another is removed whole.
         self._values = sorted(values, key=len, reverse=True)
         self._shapes = [(name, re.compile(pat), repl) for name, pat, repl in _SHAPES]
@@ -134,6 +136,10 @@ class Redactor:
         for _name, rx, repl in self._shapes:
             text = rx.sub(repl, text)
         return text
+
+    def holds_secret(self, data: bytes) -> bool:
+        """True when ``data`` (any bytes: a file, a zip) holds a known secret value, raw or encoded."""
+        return any(value.encode("utf-8", errors="replace") in data for value in self._values)
 
     def find(self, text: str) -> list[str]:
         """Names of the credential kinds present in ``text`` (never the values themselves)."""
