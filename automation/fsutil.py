@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -77,3 +78,18 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def link_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why ``path`` is not a plain file of its own (a symlink, not a regular file, more than one hard link)."""
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        return f"cannot be read ({type(exc).__name__})"
+    if stat.S_ISLNK(st.st_mode):
+        return "is a symbolic link, not a regular file"
+    if not stat.S_ISREG(st.st_mode):
+        return "is not a regular file"
+    if st.st_nlink != 1:
+        return f"has {st.st_nlink} hard links (it may be another file's content); copy it into place"
+    return None

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import stat
 import tarfile
 import zipfile
 from dataclasses import dataclass
@@ -36,12 +34,12 @@ from typing import Any
 from . import hostpaths, kernel_id, paths
 from .errors import EXIT_USAGE, TunixRtError
 from .evidence import EVIDENCE_FILES, MANIFEST_FILE, SUMMARY_FILE
-from .fsutil import read_json, sha256_bytes, write_atomic
+from .fsutil import link_problem, sha256_bytes, write_atomic
 from .layout import BUNDLE_DIR, METADATA_NAME, NOTEBOOK_NAME
 from .payload import extract_payload
 from .redact import Redactor
 from .run_report import REPORT_FILES
-from .validate import ALLOWED_KAGGLE_MODELS, GEMMA_MIN_PARAMS, validate_run_dir
+from .validate import ALLOWED_KAGGLE_MODELS, GEMMA_MIN_PARAMS, loads_strict, validate_run_dir
 
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 ZIP_MODE = 0o100644  # a regular file, rw-r--r--
@@ -86,21 +84,6 @@ def _run_file(run_dir: Path, rel: str, what: str) -> bytes:
     if problem:
         raise _refuse(f"{path}: {problem}; not packaged")
     return resolved.read_bytes()
-
-
-def link_problem(path: Path) -> str | None:
-    """Why ``path`` is not a plain file of its own (a symlink, not a regular file, more than one hard link)."""
-    try:
-        st = os.lstat(path)
-    except OSError as exc:
-        return f"cannot be read ({type(exc).__name__})"
-    if stat.S_ISLNK(st.st_mode):
-        return "is a symbolic link, not a regular file"
-    if not stat.S_ISREG(st.st_mode):
-        return "is not a regular file"
-    if st.st_nlink != 1:
-        return f"has {st.st_nlink} hard links (it may be another file's content); copy it into place"
-    return None
 
 
 def payload_members(payload: bytes, shown: str) -> dict[str, bytes]:
@@ -293,8 +276,8 @@ def package(run_dir: Path, output_dir: Path, *, redactor: Redactor | None = None
         raise _refuse(f"invalid evidence: {problems[0]}"
                       + (f" (and {len(problems) - 1} more; run `tunix-rt validate {run_dir}`)"
                          if len(problems) > 1 else ""))
-    manifest = read_json(run_dir / MANIFEST_FILE)
-    summary = read_json(run_dir / SUMMARY_FILE)
+    manifest = loads_strict((run_dir / MANIFEST_FILE).read_text(encoding="utf-8"))
+    summary = loads_strict((run_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
     if manifest["status"] != "complete":
         raise _refuse(f"{run_dir / MANIFEST_FILE}: status: the run {manifest['status']} "
                       f"({manifest.get('failure_message')}); only a complete run is packaged")

@@ -11,6 +11,9 @@ Checks beyond the schema:
 * a rehearsal keeps its true model id: a Gemma id with a parameter count far below Gemma's is refused as a
   false claim (the evidence filler copies the id from the kernel's own run_result.json);
 * ``kaggle_output_log.txt`` exists, is not empty and holds no credential (nor do the JSON files);
+* every evidence file is a regular file with one link (no symlink, no hard link to a host file);
+* the JSON files are read strictly: NaN/Infinity and duplicate keys are errors;
+* a complete run names its eval set and the eval set's sha256;
 * no file names a folder of this machine (the checkout, the virtualenv, the home folder) or one of tunix-rt's
   temporary folders (:mod:`tunix_rt.hostpaths`): evidence is committed and shared.
 
@@ -32,6 +35,7 @@ from tunix_rt.training import contract
 
 from . import hostpaths, paths
 from .evidence import LOG_FILE, MANIFEST_FILE, SUMMARY_FILE
+from .fsutil import link_problem
 from .redact import Redactor
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
@@ -107,13 +111,44 @@ def schema_problems(doc: Any, schema: str, shown: str, redactor: Redactor | None
     return sorted(set(out), key=lambda p: (p.field, p.problem))
 
 
+class StrictJSONError(ValueError):
+    """JSON that Python would read but the standard does not allow (NaN, Infinity) or that is ambiguous (a
+    key given twice: which value counts depends on the reader)."""
+
+
+def _no_constant(name: str) -> Any:
+    raise StrictJSONError(f"{name} is not a JSON number")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise StrictJSONError(f"duplicate key {key[:60]!r}")
+        out[key] = value
+    return out
+
+
+def loads_strict(text: str) -> Any:
+    """``json.loads`` that refuses NaN/Infinity and duplicate keys (and nesting deeper than Python's
+    recursion limit), raising ValueError (:class:`StrictJSONError`) for each: evidence is read strictly."""
+    try:
+        return json.loads(text, parse_constant=_no_constant, object_pairs_hook=_no_duplicates)
+    except RecursionError:
+        raise StrictJSONError("nested too deeply") from None
+
+
 def _load(path: Path, shown: str, problems: list[Problem]) -> dict[str, Any] | None:
     if not path.is_file():
         problems.append(Problem(shown, "(file)", "missing"))
         return None
+    linked = _link_problem(path)
+    if linked:
+        problems.append(Problem(shown, "(file)", linked))
+        return None
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        doc = loads_strict(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError, JSONDecodeError and StrictJSONError are ValueErrors
         problems.append(Problem(shown, "(file)", _short(f"not valid JSON: {exc}")))
         return None
     if not isinstance(doc, dict):
@@ -167,6 +202,7 @@ def validate_run_dir(run_dir: Path, *, redactor: Redactor | None = None) -> list
         problems += _scan(run_dir / SUMMARY_FILE, s_shown, redactor, machine)
         problems += _run_version_problems(summary, folder, s_shown)
         problems += _score_problems(summary, s_shown)
+        problems += _eval_set_problems(summary, s_shown)
     if manifest is not None and summary is not None:
         for key in ("status", "model_id"):
             if manifest.get(key) != summary.get(key):
@@ -176,6 +212,8 @@ def validate_run_dir(run_dir: Path, *, redactor: Redactor | None = None) -> list
     log = run_dir / LOG_FILE
     if not log.is_file():
         problems.append(Problem(l_shown, "(file)", "missing"))
+    elif _link_problem(log):
+        problems.append(Problem(l_shown, "(file)", str(_link_problem(log))))
     elif not _has_text(log):
         problems.append(Problem(l_shown, "(file)", "empty (it must hold the console output or a note)"))
     else:
@@ -196,6 +234,26 @@ def _run_version_problems(doc: dict[str, Any], folder: str, shown: str) -> list[
         return []
     found = doc.get("run_version")
     return [Problem(shown, "run_version", f"{found!r} does not match the folder name {folder!r}")]
+
+
+def _link_problem(path: Path) -> str | None:
+    """An evidence file must be a regular file with one link: a symlink or a hard link could put a host file
+    (``~/.ssh/…``, ``.git/config``) into the evidence under an evidence file's name."""
+    return link_problem(path)
+
+
+def _eval_set_problems(summary: dict[str, Any], shown: str) -> list[Problem]:
+    """A complete run names the eval set it was scored on and that file's sha256 (packaging puts exactly that
+    file in the zip, checked against the sha256)."""
+    if summary.get("status") != "complete":
+        return []
+    out = []
+    if not isinstance(summary.get("eval_set"), str) or not summary["eval_set"]:
+        out.append(Problem(shown, "eval_set", "a complete run must name the eval set it was scored on"))
+    sha = summary.get("eval_set_sha256")
+    if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
+        out.append(Problem(shown, "eval_set_sha256", "a complete run must record its eval set's sha256"))
+    return out
 
 
 def _score_problems(summary: dict[str, Any], shown: str) -> list[Problem]:
