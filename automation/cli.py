@@ -20,6 +20,42 @@ _EPILOG = ("exit codes: " + "; ".join(f"{code} {text}" for code, text in EXIT_CO
            + " set flags' defaults; test/CI tuning variables are listed in docs/kaggle.md.")
 
 
+def _number(text: str, *, integer: bool = False, zero_ok: bool = False, at_most: float | None = None) -> float:
+    """A numeric flag's value: finite (no nan/inf, which would make a deadline or a poll interval
+    meaningless), positive (or >= 0 where zero means "none"), at most ``at_most``; else argparse's exit 2."""
+    try:
+        value = int(text) if integer else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:200]!r} is not {'an integer' if integer else 'a number'}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"{text[:200]!r} is not a finite number")
+    if value < 0 or (value == 0 and not zero_ok):
+        raise argparse.ArgumentTypeError(f"{text[:200]!r} must be {'>= 0' if zero_ok else 'positive'}")
+    if at_most is not None and value > at_most:
+        raise argparse.ArgumentTypeError(f"{text[:200]!r} must be at most {at_most:g}")
+    return value
+
+
+def _positive(text: str) -> float:
+    return _number(text)
+
+
+def _positive_int(text: str) -> int:
+    return int(_number(text, integer=True))
+
+
+def _non_negative(text: str) -> float:
+    return _number(text, zero_ok=True)
+
+
+def _non_negative_int(text: str) -> int:
+    return int(_number(text, integer=True, zero_ok=True))
+
+
+def _probability(text: str) -> float:
+    return _number(text, zero_ok=True, at_most=1.0)
+
+
 def _add_mode(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", choices=["smoke", "full"], default="smoke",
                    help="smoke: a few training steps (default); full: the config's whole schedule")
@@ -147,7 +183,7 @@ def _add_push_options(p: argparse.ArgumentParser) -> None:
     _add_bundle_inputs(p, default_config="training/configs/submission_gemma3_1b.yaml")
     p.add_argument("--bundle", metavar="DIR", default=None,
                    help="push this existing bundle folder (from `tunix-rt bundle`) instead of building one")
-    p.add_argument("--session-timeout", metavar="SECONDS", type=int, default=None,
+    p.add_argument("--session-timeout", metavar="SECONDS", type=_positive_int, default=None,
                    help="Kaggle session timeout (default: Kaggle's, 9 h)")
     p.add_argument("--public", action="store_true", help="make the kernel public (default: private)")
     p.add_argument("--no-internet", action="store_true", help="turn the kernel's internet off (default: on)")
@@ -166,11 +202,11 @@ def _add_push(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_wait_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--timeout", metavar="SECONDS", type=float, default=None,
+    p.add_argument("--timeout", metavar="SECONDS", type=_positive, default=None,
                    help="overall deadline (default: the session timeout plus a margin)")
-    p.add_argument("--poll-min", metavar="SECONDS", type=float, default=None, help="first poll interval")
-    p.add_argument("--poll-max", metavar="SECONDS", type=float, default=None, help="poll interval cap")
-    p.add_argument("--stale-grace", metavar="SECONDS", type=float, default=None,
+    p.add_argument("--poll-min", metavar="SECONDS", type=_positive, default=None, help="first poll interval")
+    p.add_argument("--poll-max", metavar="SECONDS", type=_positive, default=None, help="poll interval cap")
+    p.add_argument("--stale-grace", metavar="SECONDS", type=_non_negative, default=None,
                    help="after the push, a terminal status not preceded by QUEUED/RUNNING is taken for the previous "
                         "session and a 403 for \"not visible yet\" this long ("
                         + knobs.help_default(knobs.STALE_GRACE, "30") + ")")
@@ -258,28 +294,30 @@ def _add_emulator(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=0, help="port (default: a free one, printed at start)")
     p.add_argument("--data-dir", metavar="DIR", default=None, help="where kernels and outputs are kept")
     p.add_argument("--seed", type=int, default=0, help="seed for fault injection")
-    p.add_argument("--rate-429", type=float, default=0.0, metavar="P", help="answer 429 with this probability")
-    p.add_argument("--retry-after", type=float, default=1.0, metavar="S", help="Retry-After seconds on 429")
-    p.add_argument("--rate-5xx", type=float, default=0.0, metavar="P", help="answer 500/503 with this probability")
-    p.add_argument("--rate-drop", type=float, default=0.0, metavar="P",
+    p.add_argument("--rate-429", type=_probability, default=0.0, metavar="P", help="answer 429 with this probability")
+    p.add_argument("--retry-after", type=_non_negative, default=1.0, metavar="S", help="Retry-After seconds on 429")
+    p.add_argument("--rate-5xx", type=_probability, default=0.0, metavar="P",
+                   help="answer 500/503 with this probability")
+    p.add_argument("--rate-drop", type=_probability, default=0.0, metavar="P",
                    help="drop the connection with this probability")
-    p.add_argument("--latency", type=float, default=0.0, metavar="S", help="add this delay to every answer")
-    p.add_argument("--stale-polls", type=int, default=0, metavar="N",
+    p.add_argument("--latency", type=_non_negative, default=0.0, metavar="S", help="add this delay to every answer")
+    p.add_argument("--stale-polls", type=_non_negative_int, default=0, metavar="N",
                    help="after a push, answer the previous version's status N times")
-    p.add_argument("--page-size-cap", type=int, default=None, metavar="N", help="cap output pages at N files")
+    p.add_argument("--page-size-cap", type=_positive_int, default=None, metavar="N", help="cap output pages at N files")
     p.add_argument("--known-model-source", action="append", metavar="SOURCE[=DIR]",
                    help="a model source the emulator hosts (repeatable; DIR is linked under the kernel's input)")
     p.add_argument("--push-error", metavar="MSG", default=None, help="answer the next push with this error")
     p.add_argument("--reject-key", action="append", metavar="KEY", help="reject this API key (repeatable)")
     p.add_argument("--token", action="append", metavar="TOKEN:USER", help="accept this API token (repeatable)")
-    p.add_argument("--url-ttl", type=float, default=None, metavar="S", help="expire download URLs after S seconds")
-    p.add_argument("--session-timeout", type=float, default=None, metavar="S", help="end sessions after S seconds")
-    p.add_argument("--queue-seconds", type=float, default=0.5, metavar="S", help="time a new version stays QUEUED")
-    p.add_argument("--new-script-seconds", type=float, default=0.0, metavar="S",
+    p.add_argument("--url-ttl", type=_positive, default=None, metavar="S", help="expire download URLs after S seconds")
+    p.add_argument("--session-timeout", type=_positive, default=None, metavar="S", help="end sessions after S seconds")
+    p.add_argument("--queue-seconds", type=_non_negative, default=0.5, metavar="S",
+                   help="time a new version stays QUEUED")
+    p.add_argument("--new-script-seconds", type=_non_negative, default=0.0, metavar="S",
                    help="time a new version reads NEW_SCRIPT before QUEUED")
     p.add_argument("--url-expired-status", type=int, choices=[400, 403], default=400,
                    help="what an expired download URL answers (default: 400, GCS ExpiredToken)")
-    p.add_argument("--stream-idle-cut", type=float, default=180.0, metavar="S",
+    p.add_argument("--stream-idle-cut", type=_non_negative, default=180.0, metavar="S",
                    help="cut a log stream that sent nothing for S seconds, as Kaggle's load balancer does "
                         "(default: 180; 0 = never)")
     p.add_argument("--stream-cut-clean", action="store_true",

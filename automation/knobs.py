@@ -13,6 +13,7 @@ and the trainer's ``TUNIX_RT_METRIC`` line prefix are not read here: the kernel 
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -65,9 +66,12 @@ def number(knob: Knob, default: float, environ: Mapping[str, str] | None = None)
     if raw is None:
         return default
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
-        raise TunixRtError(f"environment variable {knob.env}={raw!r} is not a number", EXIT_USAGE) from None
+        raise TunixRtError(f"environment variable {knob.env}={raw[:200]!r} is not a number", EXIT_USAGE) from None
+    if not math.isfinite(value) or value < 0:  # nan would make every deadline and interval meaningless
+        raise TunixRtError(f"environment variable {knob.env}={raw[:200]!r} is not a finite number >= 0", EXIT_USAGE)
+    return value
 
 
 def enabled(knob: Knob, default: bool = True, environ: Mapping[str, str] | None = None) -> bool:

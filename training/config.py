@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import types
 import typing
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -176,14 +177,14 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 return _coerce(value, arg, key)
             except ConfigError:
                 continue
-        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {_show(value)}")
     if origin is Literal:
         if value in typing.get_args(tp) and not isinstance(value, bool):
             return value
-        raise ConfigError(f"{key}: expected one of {_type_name(tp)}, got {value!r}")
+        raise ConfigError(f"{key}: expected one of {_type_name(tp)}, got {_show(value)}")
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{key}: expected a mapping, got {_show(value)}")
         return _build(tp, value, key + ".")
     # bool is an int subclass in Python: never let `true` pass as a number or 1 as a bool.
     if tp is bool:
@@ -200,7 +201,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return value
     else:  # pragma: no cover - a field type this loader does not know is a bug here
         raise TypeError(f"unsupported config field type {tp!r}")
-    raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    raise ConfigError(f"{key}: expected {_type_name(tp)}, got {_show(value)}")
 
 
 def _build(cls: type, raw: dict[str, Any], prefix: str = "") -> Any:
@@ -209,7 +210,7 @@ def _build(cls: type, raw: dict[str, Any], prefix: str = "") -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in raw:
         if key not in fields:
-            raise ConfigError(f"{prefix}{key}: unknown key (allowed: {', '.join(fields)})")
+            raise ConfigError(f"{prefix}{_show(key, quote=False)}: unknown key (allowed: {', '.join(fields)})")
     values = {}
     for name, f in fields.items():
         if name in raw:
@@ -246,32 +247,64 @@ def _check(cfg: TrainConfig) -> None:
                          if v is not None})
     for key, value in positive.items():
         if value <= 0:
-            raise ConfigError(f"{key}: expected a positive value, got {value!r}")
+            raise ConfigError(f"{key}: expected a positive value, got {_show(value)}")
     for key, value in (("checkpoint.interval_steps", cfg.checkpoint.interval_steps),
                        ("checkpoint.deadline_margin_s", cfg.checkpoint.deadline_margin_s)):
         if value < 0:
-            raise ConfigError(f"{key}: expected 0 or a positive value, got {value!r}")
+            raise ConfigError(f"{key}: expected 0 or a positive value, got {_show(value)}")
     ratio = cfg.training.warmup_ratio
     if not 0 <= ratio < 1:
-        raise ConfigError(f"training.warmup_ratio: expected 0 <= value < 1, got {ratio!r}")
+        raise ConfigError(f"training.warmup_ratio: expected 0 <= value < 1, got {_show(ratio)}")
     if cfg.training.learning_rate <= 0:
         raise ConfigError(f"training.learning_rate: expected > 0, got {cfg.training.learning_rate!r}")
     for key, value in (("mesh.fsdp", cfg.mesh.fsdp), ("mesh.tp", cfg.mesh.tp)):
         if value == 0 or value < -1:
-            raise ConfigError(f"{key}: expected a positive size or -1 (all devices), got {value!r}")
+            raise ConfigError(f"{key}: expected a positive size or -1 (all devices), got {_show(value)}")
     if cfg.mesh.fsdp == -1 and cfg.mesh.tp == -1:
         raise ConfigError("mesh.tp: at most one of mesh.fsdp and mesh.tp may be -1")
 
 
+MAX_SHOWN = 200  # characters of a value quoted in an error message (a hostile config must not flood the screen)
+MAX_DEPTH = 64  # nesting a config may have (ours use 3): deeper is refused before PyYAML recurses into it
+
+
+def _show(value: Any, *, quote: bool = True) -> str:
+    """``value`` for an error message: its repr (or str), cut to :data:`MAX_SHOWN` characters."""
+    text = repr(value) if quote else str(value)
+    return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 1] + "…"
+
+
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys (PyYAML would silently keep the last one)."""
+    """SafeLoader for configs: refuses duplicate keys (PyYAML would silently keep the last one), unhashable
+    keys, anchors and aliases (``&a``/``*a``: nested aliases expand exponentially, a "billion laughs" config of
+    a few hundred bytes takes gigabytes; configs have no use for them) and nesting deeper than
+    :data:`MAX_DEPTH` (PyYAML's composer recurses once per level)."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            kind = "alias" if isinstance(event, yaml.AliasEvent) else "anchor"
+            raise ConfigError(f"line {event.start_mark.line + 1}: YAML {kind} {_show(event.anchor)} is not "
+                              "allowed in a config (write the values out)")
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise ConfigError(f"line {event.start_mark.line + 1}: nested more than {MAX_DEPTH} levels deep")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if not isinstance(key, Hashable) or isinstance(key, (list, dict)):
+                raise ConfigError(f"line {line}: a mapping key must be a plain value, not {type(key).__name__}")
             if key in seen:
-                raise ConfigError(f"{key}: duplicate key (line {key_node.start_mark.line + 1})")
+                raise ConfigError(f"{_show(key, quote=False)}: duplicate key (line {line})")
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
@@ -296,9 +329,9 @@ def load_config(path: str | Path) -> LoadedConfig:
         raw = yaml.load(data.decode("utf-8"), Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        first = " ".join(str(exc).split())
-        raise ConfigError(f"{path}: not valid YAML ({first})") from None
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError, TypeError) as exc:
+        first = " ".join(str(exc).split()) or type(exc).__name__
+        raise ConfigError(f"{path}: not valid YAML ({_show(first, quote=False)})") from None
     try:
         cfg = parse_config(raw)
     except ConfigError as exc:
