@@ -37,7 +37,7 @@ from . import hostpaths, paths
 from .errors import EXIT_USAGE, TunixRtError
 from .fsutil import read_json, sha256_file, write_json_atomic
 from .layout import OUTPUTS_DIR
-from .logtext import LogStats, convert_log
+from .logtext import LogStats, convert_log, utf8
 from .redact import Redactor
 from .runstate import RunState, state_path
 
@@ -111,7 +111,7 @@ def _read_output(out_dir: Path, document: str, problems: list[str]) -> dict[str,
         return None
     try:
         data = read_json(path)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: nested deeper than a parser goes
         problems.append(f"{path.name} is unreadable ({exc.__class__.__name__})")
         return None
     error = best_match(Draft202012Validator(contract.schema(document)).iter_errors(data))
@@ -190,9 +190,9 @@ def _redacted(obj: Any, redactor: Redactor) -> Any:
     """``obj`` with every string redacted and its machine folders rewritten (commands and failure messages
     can quote anything)."""
     if isinstance(obj, str):
-        return redactor.redact(obj)
+        return redactor.redact(utf8(obj).decode("utf-8"))  # lone surrogates replaced (U+FFFD)
     if isinstance(obj, dict):
-        return {k: _redacted(v, redactor) for k, v in obj.items()}
+        return {(utf8(k).decode("utf-8") if isinstance(k, str) else k): _redacted(v, redactor) for k, v in obj.items()}
     if isinstance(obj, list):
         return [_redacted(v, redactor) for v in obj]
     return obj
@@ -234,6 +234,7 @@ def fill_evidence(run_dir: Path, *, failure: str | None = None, root: Path | Non
     log_stats = convert_log(raw_log, log_path, redactor=redactor)
 
     manifest = _manifest(run_dir, state, result, kernel_run, out_dir, status, failure_message, root)
+    manifest.update(_pull_names(state))
     summary = _summary(run_dir, state, result, evals, out_dir, status, failure_message)
     manifest_path = write_json_atomic(run_dir / MANIFEST_FILE, _redacted(manifest, redactor))
     summary_path = write_json_atomic(run_dir / SUMMARY_FILE, _redacted(summary, redactor))
@@ -309,6 +310,21 @@ def _manifest(run_dir: Path, state: dict[str, Any], result: dict[str, Any] | Non
         "training": _pick(result.get("training"), _TRAINING_FIELDS),
         "timings_s": result.get("timings_s") if isinstance(result.get("timings_s"), dict) else None,
     }
+
+
+def _pull_names(state: dict[str, Any]) -> dict[str, Any]:
+    """The pull's renamed and refused output names (pull.py, output_names.py), when it had any."""
+    stages = state.get("stages") if isinstance(state.get("stages"), dict) else {}
+    pull = stages.get("pull") if isinstance(stages.get("pull"), dict) else {}
+    details = pull.get("details") if isinstance(pull.get("details"), dict) else {}
+    out: dict[str, Any] = {}
+    renamed = [r for r in details.get("renamed") or [] if isinstance(r, dict)]
+    if renamed:
+        out["renamed_outputs"] = [{k: str(r.get(k, "")) for k in ("name", "saved_as", "reason")} for r in renamed]
+    refused = [str(n) for n in details.get("refused") or []]
+    if refused:
+        out["refused_outputs"] = refused
+    return out
 
 
 def _kaggle_block(kaggle_state: Any) -> dict[str, Any] | None:

@@ -174,9 +174,18 @@ class _Writer:
         if self._out:
             self._stats.lines += self._n_out
             # Redacting the batch, not each line: the patterns never cross a newline.
-            self._fh.write((self._redact("\n".join(self._out)) + "\n").encode("utf-8"))
+            self._fh.write(utf8(self._redact("\n".join(self._out)) + "\n"))
             self._out.clear()
             self._n_out = 0
+
+
+def utf8(text: str) -> bytes:
+    """``text`` as UTF-8, lone surrogates (a log record's ``"\\ud800"`` escape) replaced by U+FFFD instead of
+    crashing the conversion."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", errors="surrogatepass").decode("utf-8", errors="replace").encode("utf-8")
 
 
 def _iter_blocks(fh: BinaryIO) -> Iterator[bytes]:
@@ -277,10 +286,12 @@ class _KaggleParser:
             try:
                 obj = json.loads(body)
                 items = obj if isinstance(obj, list) else [obj]
+            except RecursionError:  # nested deeper than a parser goes: not a record, kept as text
+                items = [{"stream_name": "stdout", "data": body + "\n"}]
             except ValueError:
                 try:
                     items = json.loads("[" + body + "]")  # several objects on one line
-                except ValueError:
+                except (ValueError, RecursionError):
                     items = [self._salvage(body)]
             for obj in items:
                 rec = self._record(obj) if obj is not None else None

@@ -13,7 +13,10 @@
 * Every file downloaded is recorded with its size and sha256 in run_state ``kaggle.pulled_files`` (the state
   is written after each file); a rerun (after a crash or an exit 5) does not fetch again a file that is there
   with that size and sha256.
-* A 403/404 on the output list names the kernel: this account cannot see it (kaggle_client.py).
+* Names no folder can hold together (``f`` and ``f/inner``) or too long for the file system are renamed
+  (output_names.py) with a warning, and recorded (the stage's ``renamed``, the manifest's ``renamed_outputs``).
+* A 404 on the output list (the version or its outputs are gone) is exit 5 with one line; a 403 is the
+  "cannot see that kernel" line (exit 2).
 * The raw log (the ``log`` field, Kaggle's JSON-array text) is kept as ``<run-dir>/raw_log/<slug>.log``;
   :mod:`tunix_rt.logtext` turns it into ``kaggle_output_log.txt`` (time-ordered, folded, redacted).
 * Then the ``evidence`` stage (stages.py), as after any runner. A kernel that ended in ERROR/cancelled still
@@ -32,6 +35,7 @@ from .fsutil import sha256_file, write_atomic
 from .kaggle_client import KaggleClient, NotVisible, UrlExpired, not_visible_error
 from .kernel_status import FINISHED, KernelStatus
 from .layout import OUTPUTS_DIR, kaggle_log
+from .output_names import place
 from .progress import Reporter
 from .runstate import PulledFile, RunState
 
@@ -52,8 +56,11 @@ def safe_target(root: Path, name: str) -> Path | None:
     cur = root
     for part in target.relative_to(root).parts:
         cur = cur / part
-        if cur.is_symlink():
-            return None
+        try:
+            if cur.is_symlink():
+                return None
+        except OSError:  # a component too long to exist (ENAMETOOLONG): output_names.place shortens it
+            pass
     real_root = os.path.realpath(root)
     real = os.path.realpath(target)
     if os.path.commonpath([real_root, real]) != real_root or real == real_root:
@@ -72,10 +79,12 @@ class PullResult:
     pages: int
     skipped: int
     expired_urls: int
+    renamed: tuple[dict[str, str], ...] = ()  # {"name", "saved_as", "reason"} (output_names.py)
 
     def details(self) -> dict[str, Any]:
         """The pull stage's record (the file list itself is in ``kaggle.pulled_files``)."""
-        return {**asdict(self), "files": len(self.files), "refused": list(self.refused)}
+        return {**asdict(self), "files": len(self.files), "refused": list(self.refused),
+                "renamed": list(self.renamed)}
 
 
 class _Pager:
@@ -90,6 +99,9 @@ class _Pager:
         try:
             return self.client.output_page(self.ref, self.version, token, PAGE_SIZE)
         except NotVisible as exc:
+            if exc.http_status == 404:  # the kernel was visible (403 otherwise, rpc.py): its outputs are gone
+                raise TunixRtError(f"output list of {self.ref}/v{self.version}: Kaggle answers HTTP 404 (the "
+                                   "version or its outputs no longer exist); nothing more to pull", EXIT_API) from exc
             raise not_visible_error(self.ref, exc.http_status, self.client.username, self.version) from exc
 
     def fresh_url(self, token: str | None, name: str) -> str:
@@ -145,6 +157,7 @@ def download_outputs(state: RunState, client: KaggleClient, reporter: Reporter) 
     pager = _Pager(client, ref, version)
     files: list[str] = []
     refused: list[str] = []
+    renamed: list[dict[str, str]] = []
     total = skipped = expired = 0
     log_text: str | None = None
     token: str | None = None
@@ -160,9 +173,13 @@ def download_outputs(state: RunState, client: KaggleClient, reporter: Reporter) 
             target = safe_target(outputs, name)
             if target is None:
                 refused.append(name)
-                reporter.warn(f"refusing output file {name!r}: it would land outside {outputs}")
+                reporter.warn(f"refusing output file {_shown(name)}: it would land outside {outputs}")
                 continue
+            target, why = place(outputs, target)
             rel = target.relative_to(outputs).as_posix()
+            if why:
+                renamed.append({"name": name, "saved_as": rel, "reason": why})
+                reporter.warn(f"output file {_shown(name)} saved as {_shown(rel)}: {why}")
             if _already_pulled(target, kaggle.pulled_files.get(name)):
                 skipped += 1
                 files.append(rel)
@@ -192,12 +209,21 @@ def download_outputs(state: RunState, client: KaggleClient, reporter: Reporter) 
                                EXIT_API)
         seen_tokens.add(token)
     raw_log = kaggle_log(ref.split("/", 1)[1])
-    write_atomic(run_dir / raw_log, log_text or "")  # an empty log (#603) is kept as an empty file
+    # An empty log (#603) is kept as an empty file; lone surrogates (undecodable bytes the kernel printed)
+    # are kept as they came, for logtext to replace.
+    write_atomic(run_dir / raw_log, (log_text or "").encode("utf-8", errors="surrogatepass"))
     state.raw_log = raw_log
     note = "".join([f"; refused {len(refused)}" if refused else "",
                     f"; {skipped} already pulled and verified" if skipped else "",
-                    f"; {expired} expired URLs fetched again" if expired else ""])
+                    f"; {expired} expired URLs fetched again" if expired else "",
+                    f"; renamed {len(renamed)}" if renamed else ""])
     reporter.event("downloaded", f"pulled {len(files)} files ({total} bytes, {pages} pages) into {outputs}"
                    + note, files=len(files), bytes=total, pages=pages, refused=refused, skipped=skipped,
-                   expired_urls=expired)
-    return PullResult(tuple(files), tuple(refused), total, pages, skipped, expired)
+                   expired_urls=expired, renamed=renamed)
+    return PullResult(tuple(files), tuple(refused), total, pages, skipped, expired, tuple(renamed))
+
+
+def _shown(name: str) -> str:
+    """An output name for a message: repr'd, cut to 200 characters (names can be hostile)."""
+    text = repr(name)
+    return text if len(text) <= 200 else text[:199] + "…"

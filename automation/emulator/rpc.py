@@ -313,7 +313,9 @@ class KernelsService:
     def log_text(self, version: Version) -> str:
         """The Kaggle-format log; while the session runs, what exists so far, closed into valid JSON."""
         try:
-            text = version.log_path.read_text(encoding="utf-8")
+            # A kernel can print bytes that are not UTF-8; they reach the client as lone-surrogate escapes
+            # (``\udcff``), the hostile text a log reader must survive (tests/test_hostile.py).
+            text = version.log_path.read_text(encoding="utf-8", errors="surrogateescape")
         except FileNotFoundError:
             return ""
         return text if version.finished else kaggle_log.close_text(text)

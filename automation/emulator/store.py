@@ -9,6 +9,7 @@ reloads them; a version that was still running is marked ERROR.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import threading
@@ -235,6 +236,8 @@ class Store:
 
     def _extra_path(self, version: Version, name: str) -> Path:
         key = base64.urlsafe_b64encode(name.encode()).decode().rstrip("=") or "_"
+        if len(key) > 200:  # a hostile name too long for a file name of its own: its digest instead
+            key = "sha256-" + hashlib.sha256(name.encode()).hexdigest()
         return version.dir / "extra_outputs" / key
 
     def read_output(self, version: Version, name: str) -> tuple[Path | bytes, int, float] | None:
