@@ -38,6 +38,7 @@ from . import paths
 from .accelerators import resolve
 from .errors import EXIT_USAGE, TunixRtError
 from .fsutil import dumps_json, sha256_bytes, sha256_file, write_atomic
+from .input_checks import check_eval_set_file, check_payload_eval_set
 from .kernel_id import canonical_slug
 from .kernel_id import check as check_kernel_id
 from .kernel_metadata import kernel_metadata, read_folder_metadata, strip_notebook_pins, tunix_rt_metadata
@@ -252,6 +253,7 @@ def prepare_bundle(
         declared = Path(cfg.data.eval_set)
         eval_set_path = _resolve_path(declared if declared.is_absolute() else paths.training_dir() / declared,
                                       f"{_display(config_path)}: data.eval_set")
+    check_eval_set_file(eval_set_path, _display(eval_set_path))  # broken or empty: refused now, not on Kaggle
     model_sources = tuple(
         _check_model_source(s, config_path) for s in [cfg.model.kaggle_model_source] if s
     )
@@ -304,6 +306,13 @@ def adopt_bundle(
         described = load_bundle(folder)
     except TunixRtError:  # a hand-made bundle: no tunix-rt parameters to describe
         described = None
+    if described is not None:  # a tunix-rt bundle: its eval set must parse before a session is spent on it
+        try:
+            payload = extract_payload(code)
+        except TunixRtError:
+            payload = None  # no payload to check; packaging refuses such a bundle later
+        if payload is not None:
+            check_payload_eval_set(payload, described.eval_set, str(code))
     metadata = kernel_metadata(check_kernel_id(kernel_id), acc, title=title, is_private=is_private,
                                enable_internet=enable_internet, base=source, kernel_sources=kernel_sources)
     nb_meta = tunix_rt_metadata(notebook)

@@ -3,6 +3,7 @@ run-state records, and no credentials inside. No JAX needed."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -154,9 +155,11 @@ def test_size_limit_refuses_with_one_line(tmp_path: Path, capsys: pytest.Capture
         build_bundle(tmp_path / "small", max_bytes=50_000)
     assert err.value.exit_code == EXIT_USAGE and "50,000-byte limit" in err.value.message
     assert not (tmp_path / "small" / "bundle").exists()
-    # through the CLI, with a real oversized input: an incompressible 9 MB "eval set"
+    # through the CLI, with a real oversized input: a valid eval set of 12 MB of incompressible prompts
     big = tmp_path / "huge_eval.jsonl"
-    big.write_bytes(os.urandom(9 * 1024 * 1024))
+    items = [{"id": f"big-{i}", "prompt": base64.b64encode(os.urandom(96 * 1024)).decode(), "expected_answer": "1",
+              "category": "arithmetic", "difficulty": "easy"} for i in range(96)]
+    big.write_text("".join(json.dumps(item) + "\n" for item in items), encoding="utf-8")
     assert main(["bundle", "--run-dir", str(tmp_path / "big"), "--eval-set", str(big)]) == EXIT_USAGE
     err_text = capsys.readouterr().err
     assert f"{MAX_NOTEBOOK_BYTES:,}-byte limit" in err_text and len(err_text.strip().splitlines()) == 1

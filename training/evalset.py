@@ -40,6 +40,12 @@ def load_eval_set(path: str | os.PathLike[str] = DEFAULT_EVAL_SET) -> list[dict[
         raise EvalSetError(f"eval set {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise EvalSetError(f"eval set {path} cannot be read: {exc}") from None
+    return parse_eval_set(text, path)
+
+
+def parse_eval_set(text: str, path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The items of an eval set's ``text`` (``path`` names it in errors), validated as :func:`load_eval_set`
+    says; a line nested too deeply for the parser is "not valid JSON" too."""
     items: list[dict[str, Any]] = []
     seen: set[str] = set()
     for lineno, line in enumerate(text.splitlines(), 1):
@@ -49,6 +55,8 @@ def load_eval_set(path: str | os.PathLike[str] = DEFAULT_EVAL_SET) -> list[dict[
             item = json.loads(line)
         except json.JSONDecodeError as exc:
             raise EvalSetError(f"eval set {path} line {lineno}: not valid JSON ({exc.msg})") from None
+        except RecursionError:
+            raise EvalSetError(f"eval set {path} line {lineno}: not valid JSON (nested too deeply)") from None
         if not isinstance(item, dict):
             raise EvalSetError(f"eval set {path} line {lineno}: expected a JSON object")
         for key in REQUIRED_FIELDS:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from .. import paths, rundir_lock
 from ..bundle import BundleInfo, BundleInputs
 from ..engine import Context, run_flow
+from ..input_checks import run_dir_arg
 from ..progress import Reporter
 from ..runstate import RunState
 from ..stages import BundleStage
@@ -15,7 +15,7 @@ from ..stages import BundleStage
 
 def run(args: argparse.Namespace) -> int:
     reporter = Reporter("bundle", json_mode=args.json, to_stdout=True)
-    run_dir = Path(args.run_dir) if args.run_dir else paths.default_run_dir(paths.DEFAULT_REHEARSAL_RUN)
+    run_dir = run_dir_arg(args.run_dir, paths.DEFAULT_REHEARSAL_RUN)
     inputs = BundleInputs(mode=args.mode, config=args.config, dataset=args.dataset, eval_set=args.eval_set,
                           kernel_id=args.kernel_id, accelerator=args.accelerator)
 

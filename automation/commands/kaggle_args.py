@@ -12,6 +12,7 @@ from typing import Any
 from .. import kernel_id, knobs, paths
 from ..bundle import BundleInputs
 from ..errors import TunixRtError
+from ..input_checks import run_dir_arg
 from ..kaggle_client import KaggleClient, connect
 from ..progress import Reporter
 from ..push import PUSH_SETTLE_S, PushOptions
@@ -23,8 +24,10 @@ STREAM_READ_TIMEOUT_S = 900.0  # the log stream can be quiet for minutes while a
 
 
 def run_dir_of(args: argparse.Namespace) -> Path:
-    """``--run-dir`` or submission_runs/m33_v1."""
-    return Path(args.run_dir) if args.run_dir else paths.default_run_dir(paths.DEFAULT_KAGGLE_RUN)
+    """``--run-dir`` or submission_runs/m33_v1, checked before any work (input_checks.py); wait and pull
+    need it to exist (they never create an empty one)."""
+    return run_dir_arg(args.run_dir, paths.DEFAULT_KAGGLE_RUN,
+                       must_exist=getattr(args, "command", None) in ("wait", "pull"))
 
 
 def bundle_inputs(args: argparse.Namespace) -> BundleInputs:

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import EXIT_OK
+from ..input_checks import output_arg
 from ..package import package
 from ..progress import Reporter
 
@@ -15,7 +16,8 @@ def run(args: argparse.Namespace) -> int:
     reporter = Reporter("package", json_mode=args.json, to_stdout=True)
 
     def body() -> int:
-        result = package(Path(args.run_dir), Path(args.output), redactor=reporter.redactor)
+        output = output_arg(args.output, Path(args.run_dir))
+        result = package(Path(args.run_dir), output, redactor=reporter.redactor)
         reporter.result(EXIT_OK, f"wrote {result.path} ({len(result.members)} files, {result.size_bytes:,} bytes, "
                         f"sha256 {result.sha256})", zip=str(result.path), sha256=result.sha256,
                         size_bytes=result.size_bytes, members=list(result.members))

@@ -13,6 +13,7 @@ from pathlib import Path
 from .. import keep_evidence, paths, rundir_lock
 from ..bundle import BundleInputs
 from ..fsutil import read_json
+from ..input_checks import run_dir_arg
 from ..progress import Reporter
 from ..rehearse import rehearse, summary_lines
 from ..run_report import REPORT_FILES
@@ -51,7 +52,7 @@ def command_line(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    run_dir = Path(args.run_dir) if args.run_dir else paths.default_run_dir(paths.DEFAULT_REHEARSAL_RUN)
+    run_dir = run_dir_arg(args.run_dir, paths.DEFAULT_REHEARSAL_RUN)
     reporter = Reporter("rehearse", json_mode=args.json, follow=args.follow, to_stdout=True, kernel_console=True)
     inputs = BundleInputs(mode=args.mode, config=args.config, dataset=args.dataset, eval_set=args.eval_set)
     options = RunnerOptions(image=args.image, base_image=args.base_image, network=args.network, gpus=args.gpus,

@@ -16,6 +16,7 @@ from ..engine import Context, run_flow
 from ..errors import EXIT_KERNEL_FAILED, EXIT_OK, EXIT_USAGE, TunixRtError
 from ..evidence import CUT_FOR_TIME
 from ..layout import CHAIN_FILE
+from ..input_checks import output_arg
 from ..progress import Reporter
 from ..push import DEFAULT_SESSION_S, resolve_accelerator
 from ..runstate import RunState
@@ -46,9 +47,10 @@ def run(args: argparse.Namespace) -> int:
                                EXIT_USAGE)
         runner = kaggle_runner(reporter, push=push_options(args), wait=wait_options(args), stream=True)
         state = RunState.read(run_dir)
+        package_to = output_arg(args.output, run_dir)  # before any work: the zip never goes into the run dir
         if state.kaggle is None or not (state.kaggle.pushed or state.kaggle.push_attempt):  # a fresh run
             keep_evidence.check(run_dir, "run", force=args.force)
-        stages = flow_stages(runner, inputs, package_to=Path(args.output))
+        stages = flow_stages(runner, inputs, package_to=package_to)
         with reporter:  # --follow: the live display runs while the flow does
             flow = run_flow(stages, Context(state, reporter, resume=True))
         if flow.exit_code not in (EXIT_OK, EXIT_KERNEL_FAILED):
