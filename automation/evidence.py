@@ -315,8 +315,7 @@ def _manifest(run_dir: Path, state: dict[str, Any], result: dict[str, Any] | Non
 def _pull_names(state: dict[str, Any]) -> dict[str, Any]:
     """The pull's renamed and refused output names (pull.py, output_names.py), when it had any."""
     stages = state.get("stages") if isinstance(state.get("stages"), dict) else {}
-    pull = stages.get("pull") if isinstance(stages.get("pull"), dict) else {}
-    details = pull.get("details") if isinstance(pull.get("details"), dict) else {}
+    details = stages.get("pull") if isinstance(stages.get("pull"), dict) else {}  # StageRecord.to_dict: flat
     out: dict[str, Any] = {}
     renamed = [r for r in details.get("renamed") or [] if isinstance(r, dict)]
     if renamed:

@@ -179,13 +179,21 @@ class _Writer:
             self._n_out = 0
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def replace_surrogates(text: str) -> str:
+    """``text`` with each lone surrogate (a record's ``"\\ud800"`` escape, an undecodable byte kept by
+    ``surrogateescape``) replaced by U+FFFD: such text cannot be written as UTF-8."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
 def utf8(text: str) -> bytes:
-    """``text`` as UTF-8, lone surrogates (a log record's ``"\\ud800"`` escape) replaced by U+FFFD instead of
-    crashing the conversion."""
+    """``text`` as UTF-8, lone surrogates replaced (:func:`replace_surrogates`) instead of crashing."""
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError:
-        return text.encode("utf-8", errors="surrogatepass").decode("utf-8", errors="replace").encode("utf-8")
+        return replace_surrogates(text).encode("utf-8")
 
 
 def _iter_blocks(fh: BinaryIO) -> Iterator[bytes]:

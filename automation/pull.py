@@ -35,6 +35,7 @@ from .fsutil import sha256_file, write_atomic
 from .kaggle_client import KaggleClient, NotVisible, UrlExpired, not_visible_error
 from .kernel_status import FINISHED, KernelStatus
 from .layout import OUTPUTS_DIR, kaggle_log
+from .logtext import utf8
 from .output_names import place
 from .progress import Reporter
 from .runstate import PulledFile, RunState
@@ -209,9 +210,11 @@ def download_outputs(state: RunState, client: KaggleClient, reporter: Reporter) 
                                EXIT_API)
         seen_tokens.add(token)
     raw_log = kaggle_log(ref.split("/", 1)[1])
-    # An empty log (#603) is kept as an empty file; lone surrogates (undecodable bytes the kernel printed)
-    # are kept as they came, for logtext to replace.
-    write_atomic(run_dir / raw_log, (log_text or "").encode("utf-8", errors="surrogatepass"))
+    # An empty log (#603) is kept as an empty file. Credentials the kernel printed are redacted here already,
+    # as the local and Docker runners do with their raw console log (evidence.py redacts again); lone
+    # surrogates (undecodable bytes the kernel printed) become U+FFFD: they cannot be written as UTF-8.
+    log_text = client.redactor.redact(log_text) if log_text else ""
+    write_atomic(run_dir / raw_log, utf8(log_text))
     state.raw_log = raw_log
     note = "".join([f"; refused {len(refused)}" if refused else "",
                     f"; {skipped} already pulled and verified" if skipped else "",

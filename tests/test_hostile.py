@@ -1,7 +1,13 @@
-"""Hostile and careless use (issue 14), end to end through the CLI where it can be."""
+"""Hostile and careless input, end to end through the CLI where it can be (issue 14): every case a test.
+
+The secrets tests search every file produced (run directory, zips, outputs), and stdout/stderr, for the
+credential in its raw, base64 (each byte alignment, both alphabets) and URL-encoded forms. Pull cases drive the
+real kaggle client against the emulator (kaggle_e2e_helpers).
+"""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -10,26 +16,635 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
+from collections.abc import Iterable
 from pathlib import Path
+from urllib.parse import quote, quote_plus
 
 import pytest
 from kaggle_e2e_helpers import (
     POLL,
+    REF,
     SLUG,
     USER,
     cli_env,
     make_bundle,
     push_args,
+    repo_run_dir,
     state,
     training_outputs,
     tunix_rt,
     tunix_rt_popen,
     versions,
 )
+from run_fixtures import write_eval_set, write_finished_run
+from tunix_rt.bundle import build_bundle
+from tunix_rt.cli import main
 from tunix_rt.emulator import Emulator
+from tunix_rt.emulator.auth import AuthConfig
+from tunix_rt.errors import EXIT_API, EXIT_AUTH, EXIT_INTERNAL, EXIT_USAGE
+from tunix_rt.evidence import LOG_FILE, MANIFEST_FILE, SUMMARY_FILE, fill_evidence
+from tunix_rt.layout import TRACEBACK_FILE
+from tunix_rt.package import tpu_claim_gaps
+from tunix_rt.run_report import write_report
 from tunix_rt.rundir_lock import LOCK_NAME
 
-# (The imports above are the process side's; the lead merges them with the data side's at the top.)
+# ---- data side (items 1, 5, 6, 7, 8)
+
+# A legacy key with characters that URL-encoding changes, so its encoded form differs from the raw one.
+SECRET_KEY = "f4k3+k3y/do=not&leak_0123456789abcdef"
+SECRET_TOKEN = "KGAT_h0st1le0t0ken0do0not0leak0abcdef12"
+OTHER_TOKEN = "KGAT_unused0access0token0txt0abcdef3456"
+
+
+def secret_forms(secret: str) -> set[str]:
+    """``secret`` raw, URL-encoded, and the part of its base64 that depends on it alone, at each of the three
+    byte alignments, in both alphabets."""
+    raw = secret.encode()
+    forms = {secret, quote(secret, safe=""), quote_plus(secret, safe="")}
+    for k in range(3):
+        for enc in (base64.b64encode, base64.urlsafe_b64encode):
+            text = enc(b"\0" * k + raw).decode()
+            forms.add(text[-(-8 * k // 6): 8 * (k + len(raw)) // 6])
+    return forms
+
+
+def leaks(secrets: Iterable[str], texts: Iterable[str] = (), roots: Iterable[Path] = ()) -> list[str]:
+    """Where any form of any secret appears: in ``texts``, in any file under ``roots``, inside any zip."""
+    needles = {form.encode() for s in secrets for form in secret_forms(s)}
+    found = [f"text #{i}" for i, t in enumerate(texts) if any(n in t.encode("utf-8", "surrogatepass")
+                                                              for n in needles)]
+    for root in roots:
+        for path in Path(root).rglob("*"):
+            if not path.is_file() or path.is_symlink():
+                continue
+            data = path.read_bytes()
+            found += [str(path) for n in needles if n in data][:1]
+            if path.suffix == ".zip":
+                with zipfile.ZipFile(path) as zf:
+                    found += [f"{path}:{name}" for name in zf.namelist()
+                              if any(n in zf.read(name) for n in needles)]
+    return found
+
+
+def printing_bundle(folder: Path, files: dict[str, str], *secrets: str) -> Path:
+    """make_bundle's tiny kernel, which also prints each secret raw, base64 (after a 1-byte prefix, so the
+    alignment is not 0) and URL-encoded. The secrets are joined at run time: the notebook never holds one."""
+    bundle = make_bundle(folder, files=files)
+    nb_path = bundle / "kaggle_submission.ipynb"
+    nb = json.loads(nb_path.read_text())
+    code = "import base64, urllib.parse\n"
+    for s in secrets:
+        half = len(s) // 2
+        code += (f"s = {s[:half]!r} + {s[half:]!r}\n"
+                 "print('raw', s)\n"
+                 "print('b64', base64.b64encode(b'x' + s.encode()).decode())\n"
+                 "print('url', urllib.parse.quote(s, safe=''))\n")
+    nb["cells"][-1]["source"] += code
+    nb_path.write_text(json.dumps(nb))
+    assert not any(s in nb_path.read_text() for s in secrets)
+    return bundle
+
+
+def one_line_error(err: str) -> str:
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+# ------------------------------------------------------------------------------------- item 1: secrets
+
+
+def test_key_in_xdg_kaggle_json_printed_by_the_kernel_is_in_no_file_zip_or_output(
+        emu: Emulator, run_dir: Path, tmp_path: Path) -> None:
+    """Credentials only in $XDG_CONFIG_HOME/kaggle/kaggle.json (no ~/.kaggle, no variables); the kernel prints
+    the key in three forms; `run` goes to the zip and nothing anywhere holds the key."""
+    home = tmp_path / "home"
+    xdg = tmp_path / "xdg"
+    (xdg / "kaggle").mkdir(parents=True)
+    home.mkdir()
+    (xdg / "kaggle" / "kaggle.json").write_text(json.dumps({"username": USER, "key": SECRET_KEY}))
+    env = cli_env(emu, key=None, HOME=str(home), XDG_CONFIG_HOME=str(xdg))
+    env.pop("KAGGLE_CONFIG_DIR")
+    bundle = printing_bundle(tmp_path / "b", training_outputs(run_dir.name, tmp_path), SECRET_KEY)
+    out = tmp_path / "submission"
+    res = tunix_rt(env, "run", *push_args(run_dir, bundle), "--output", str(out), *POLL, timeout=180)
+    assert res.code == 0, res.output
+    assert "[REDACTED]" in (run_dir / LOG_FILE).read_text()
+    assert len(list(out.glob("*.zip"))) == 1
+    assert tunix_rt(env, "validate", str(run_dir)).code == 0
+    assert leaks([SECRET_KEY], [res.stdout, res.stderr], [run_dir, out]) == []
+
+
+def test_token_file_and_unused_access_token_txt_are_redacted_in_pull(
+        tmp_path: Path, run_dir: Path) -> None:
+    """KAGGLE_API_TOKEN names a file holding the token (the client reads it); ~/.kaggle/access_token.txt holds
+    another one the client does not use. The kernel prints both; pull leaves neither anywhere."""
+    emu = Emulator(tmp_path / "kaggle", queue_seconds=0.3, auth=AuthConfig(tokens={SECRET_TOKEN: USER})).start()
+    try:
+        token_file = tmp_path / "token.txt"
+        token_file.write_text(SECRET_TOKEN + "\n")
+        home = tmp_path / "home"
+        (home / ".kaggle").mkdir(parents=True)
+        (home / ".kaggle" / "access_token.txt").write_text(OTHER_TOKEN)
+        env = cli_env(emu, key=None, HOME=str(home), KAGGLE_API_TOKEN=str(token_file))
+        bundle = printing_bundle(tmp_path / "b", {"output/a.txt": "a"}, SECRET_TOKEN, OTHER_TOKEN)
+        outputs = [tunix_rt(env, "push", *push_args(run_dir, bundle)),
+                   tunix_rt(env, "wait", "--run-dir", str(run_dir), *POLL),
+                   tunix_rt(env, "pull", "--run-dir", str(run_dir), "--json")]
+        assert [r.code for r in outputs][:2] == [0, 0], outputs[0].output + outputs[1].output
+        assert outputs[2].code in (0, 1), outputs[2].output  # 1: the tiny outputs are not a training run
+        assert (run_dir / LOG_FILE).read_text().count("[REDACTED]") >= 6
+        texts = [t for r in outputs for t in (r.stdout, r.stderr)]
+        assert leaks([SECRET_TOKEN, OTHER_TOKEN], texts, [run_dir]) == []
+    finally:
+        emu.stop()
+
+
+SOURCES = ["KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_API_TOKEN file", "access_token", "access_token.txt",
+           "KAGGLE_CONFIG_DIR/kaggle.json", "~/.kaggle/kaggle.json", "$XDG_CONFIG_HOME/kaggle/kaggle.json",
+           "~/.config/kaggle/kaggle.json"]
+
+
+def _plant(source: str, secret: str, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Put ``secret`` where ``source`` says, and nowhere else (HOME is a fresh folder)."""
+    home.mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("KAGGLE_CONFIG_DIR", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "xdg"))
+    legacy = json.dumps({"username": USER, "key": secret})
+    if source == "KAGGLE_KEY":
+        monkeypatch.setenv("KAGGLE_KEY", secret)
+    elif source == "KAGGLE_API_TOKEN":
+        monkeypatch.setenv("KAGGLE_API_TOKEN", secret)
+    elif source == "KAGGLE_API_TOKEN file":
+        (home / "tok").write_text(secret)
+        monkeypatch.setenv("KAGGLE_API_TOKEN", str(home / "tok"))
+    elif source.startswith("access_token"):
+        (home / ".kaggle").mkdir()
+        (home / ".kaggle" / source).write_text(secret + "\n")
+    else:
+        folder = {"KAGGLE_CONFIG_DIR/kaggle.json": home / "cfg", "~/.kaggle/kaggle.json": home / ".kaggle",
+                  "$XDG_CONFIG_HOME/kaggle/kaggle.json": home / "xdg" / "kaggle",
+                  "~/.config/kaggle/kaggle.json": home / ".config" / "kaggle"}[source]
+        folder.mkdir(parents=True)
+        (folder / "kaggle.json").write_text(legacy)
+        if source.startswith("KAGGLE_CONFIG_DIR"):
+            monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(folder))
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_every_credential_source_is_redacted_and_refused(source: str, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """Whatever source holds the secret: evidence filling redacts it (all three forms); evidence holding it
+    (a log edited by hand) fails `validate` and `package` (exit 2) without printing it; no zip is written."""
+    secret = SECRET_TOKEN if "token" in source.lower() else SECRET_KEY
+    _plant(source, secret, tmp_path / "home", monkeypatch)
+    printed = (f"raw {secret}\nb64 {base64.b64encode(b'x' + secret.encode()).decode()}\n"
+               f"url {quote(secret, safe='')}\n")
+    run = write_finished_run(tmp_path / "runs" / "m33_v1", raw_log=printed)
+    fill_evidence(run, root=tmp_path)
+    assert (run / LOG_FILE).read_text().count("[REDACTED]") == 3
+    assert leaks([secret], roots=[run / LOG_FILE, run / MANIFEST_FILE, run / SUMMARY_FILE]) == []
+    # Now the evidence holds it (written by an older tool, or by hand): refused everywhere, never printed.
+    for form in sorted(secret_forms(secret))[:4]:
+        (run / LOG_FILE).write_text(f"step 1\nleaked {form}\n")
+        assert main(["validate", str(run)]) == EXIT_USAGE
+        assert main(["package", "--run-dir", str(run), "--output", str(tmp_path / "zip")]) == EXIT_USAGE
+        captured = capsys.readouterr()
+        assert "credential" in captured.out + captured.err
+        assert leaks([secret], [captured.out, captured.err]) == []
+    assert not (tmp_path / "zip").exists()
+
+
+@pytest.mark.parametrize("form", ["raw", "base64", "url"])
+def test_package_refuses_a_zip_whose_bytes_hold_a_secret(form: str, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """A secret where validate does not look (the report, a binary PNG) is still found in the zip's bytes."""
+    monkeypatch.setenv("KAGGLE_KEY", SECRET_KEY)
+    run = packageable_run(tmp_path)
+    encoded = {"raw": SECRET_KEY, "base64": base64.b64encode(b"ab" + SECRET_KEY.encode()).decode(),
+               "url": quote(SECRET_KEY, safe="")}[form]
+    if form == "raw":
+        (run / "loss.png").write_bytes((run / "loss.png").read_bytes() + SECRET_KEY.encode())
+    else:
+        report = run / "report.html"
+        report.write_text(report.read_text().replace("</body>", f"<!-- {encoded} --></body>"))
+    assert main(["validate", str(run)]) == 0
+    assert main(["package", "--run-dir", str(run), "--output", str(tmp_path / "zip")]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "credential" in one_line_error(err)
+    assert not (tmp_path / "zip").exists() or not list((tmp_path / "zip").iterdir())
+    assert leaks([SECRET_KEY], [err]) == []
+
+
+def test_overlong_api_token_is_one_line_exit_4_never_printed(emu: Emulator, good_bundle: Path,
+                                                             run_dir: Path) -> None:
+    token = "KGAT_" + "x7" * 150  # 305 characters: the client would crash on Path(token).exists()
+    env = cli_env(emu, key=None, KAGGLE_API_TOKEN=token)
+    for args in (["push", *push_args(run_dir, good_bundle)], ["quota"]):
+        res = tunix_rt(env, *args)
+        assert res.code == EXIT_AUTH, res.output
+        assert "KAGGLE_API_TOKEN holds 305 characters" in one_line_error(res.stderr)
+        assert leaks([token], [res.stdout, res.stderr], [run_dir] if run_dir.exists() else []) == []
+    assert emu.calls("SaveKernel") == []
+
+
+def test_unexpected_error_is_one_redacted_line_exit_70_traceback_in_the_run_dir(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A bug whose message quotes a secret and a host path: one line, redacted; the traceback, redacted and
+    portable, is saved in the run directory."""
+    monkeypatch.setenv("KAGGLE_KEY", SECRET_KEY)
+    run = write_finished_run(tmp_path / "runs" / "m33_v1")
+    fill_evidence(run, root=tmp_path)
+
+    def broken(*_a: object, **_k: object) -> None:
+        raise RuntimeError(f"boom with {SECRET_KEY} at {run}/x and {'y' * 500}")
+
+    monkeypatch.setattr("tunix_rt.run_report.write_report", broken)
+    assert main(["report", str(run)]) == EXIT_INTERNAL == 70
+    err = capsys.readouterr().err
+    line = one_line_error(err)
+    assert "internal error" in line and "RuntimeError" in line and len(line) < 400
+    assert (run / TRACEBACK_FILE).is_file()
+    saved = (run / TRACEBACK_FILE).read_text()
+    assert "Traceback" in saved and "[REDACTED]" in saved and str(tmp_path) not in saved
+    assert leaks([SECRET_KEY], [err], [run]) == []
+
+
+def test_exit_codes_are_documented() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert "70 internal error" in readme
+    res = subprocess.run([sys.executable, "-m", "tunix_rt", "--help"], capture_output=True, text=True)
+    assert "70 internal error" in res.stdout
+
+
+# ------------------------------------------------------------------ item 5: hostile logs and outputs
+
+
+HOSTILE_LOG = (b'[{"stream_name":"stdout","time":1.0,"data":"lone \\ud800 surrogate\\n"}\n'
+               b',{"stream_name":"stdout","time":2.0,"data":"bad \xff\xfe bytes\\n"}\n'
+               b',{"stream_name":"stdout","time":3.0,"data":' + json.dumps("[" * 20000).encode() + b'}\n'
+               b',' + b"[" * 20000 + b"]" * 20000 + b'\n'
+               b',{"stream_name":"stdout","time":4.0,"data":"still here\\n"}]')
+
+
+def test_hostile_log_and_colliding_names_never_crash_and_are_recorded(emu: Emulator, tmp_path: Path,
+                                                                      run_dir: Path) -> None:
+    long_name = "L" * 300
+    bundle = make_bundle(tmp_path / "b", files={**training_outputs(run_dir.name, tmp_path), "f": "file f"})
+    env = cli_env(emu)
+    assert tunix_rt(env, "push", *push_args(run_dir, bundle)).code == 0
+    assert tunix_rt(env, "wait", "--run-dir", str(run_dir), *POLL).code == 0
+    emu.version(USER, SLUG, 1).log_path.write_bytes(HOSTILE_LOG)
+    for name, data in (("f/inner", b"inner"), ("output", b"a file named output"), (long_name, b"long"),
+                       (f"d/{'M' * 300}/x", b"deep long")):
+        emu.add_output(USER, SLUG, 1, name, data)
+    res = tunix_rt(env, "pull", "--run-dir", str(run_dir), "--json")
+    assert res.code == 0, res.output
+    assert not (run_dir / TRACEBACK_FILE).exists()
+    outputs = run_dir / "outputs"
+    assert (outputs / "f").read_text() == "file f" and (outputs / "f~1" / "inner").read_text() == "inner"
+    assert (outputs / "output~1").read_text() == "a file named output"
+    assert (outputs / "output" / "run_result.json").is_file()
+    shortened = [p for p in outputs.iterdir() if p.name.startswith("L" * 200 + "~")]
+    assert len(shortened) == 1 and shortened[0].read_text() == "long"
+    warnings = [e["message"] for e in res.json_lines() if e["event"] == "warning"]
+    assert sum("saved as" in w for w in warnings) == 4 and all(len(w) < 700 for w in warnings)
+    log = (run_dir / LOG_FILE).read_bytes().decode("utf-8")  # valid UTF-8
+    assert "lone \ufffd surrogate" in log and "bad \ufffd" in log and "still here" in log
+    manifest = json.loads((run_dir / MANIFEST_FILE).read_text())
+    renamed = {r["name"]: r["saved_as"] for r in manifest["renamed_outputs"]}
+    assert renamed["f/inner"] == "f~1/inner" and renamed["output"] == "output~1" and long_name in renamed
+    assert manifest["status"] == "complete"
+    assert tunix_rt(env, "validate", str(run_dir)).code == 0
+    # A rerun puts every file where the first pull did and fetches none again.
+    again = tunix_rt(env, "pull", "--run-dir", str(run_dir), "--json")
+    assert again.code == 0, again.output
+    downloaded = [e for e in again.json_lines() if e["event"] == "downloaded"][0]
+    assert downloaded["skipped"] == downloaded["files"] >= 5
+    assert not (outputs / "f~2").exists()
+
+
+def test_hostile_training_outputs_fail_the_evidence_not_the_command(tmp_path: Path) -> None:
+    """Deep nesting and lone surrogates in the kernel's own JSON outputs: evidence says failed, and why."""
+    run = write_finished_run(tmp_path / "m33_v1")
+    out = run / "outputs" / "output"
+    (out / "run_result.json").write_text("[" * 100000 + "]" * 100000)
+    evals = json.loads((out / "eval_results.json").read_text())
+    evals["eval_set"] = "\udcff\ud800"
+    (out / "eval_results.json").write_text(json.dumps(evals))
+    ev = fill_evidence(run, root=tmp_path)
+    assert ev.status == "failed" and "run_result.json is unreadable" in (ev.failure_message or "")
+    json.loads((run / SUMMARY_FILE).read_bytes().decode("utf-8"))
+    assert main(["validate", str(run)]) == 0
+
+
+def test_404_on_the_output_list_is_exit_5_one_line(emu: Emulator, tmp_path: Path, run_dir: Path) -> None:
+    env = cli_env(emu)
+    bundle = make_bundle(tmp_path / "b", files={"output/a.txt": "a"})
+    assert tunix_rt(env, "push", *push_args(run_dir, bundle)).code == 0
+    assert tunix_rt(env, "wait", "--run-dir", str(run_dir), *POLL).code == 0
+    st = state(run_dir)
+    st["kaggle"]["version_number"] = 9  # a version that is gone: ListKernelSessionOutput answers 404
+    (run_dir / "run_state.json").write_text(json.dumps(st))
+    res = tunix_rt(env, "pull", "--run-dir", str(run_dir))
+    assert res.code == EXIT_API
+    assert "HTTP 404" in one_line_error(res.stderr)
+
+
+def test_run_dir_that_is_a_file_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "m33_v1"
+    target.write_text("not a folder")
+    for argv in (["bundle", "--run-dir", str(target)],
+                 ["rehearse", "--backend", "local", "--run-dir", str(target)],
+                 ["pull", "--run-dir", str(target)],
+                 ["push", "--kernel-id", REF, "--accelerator", "cpu", "--run-dir", str(target)]):
+        assert main(argv) == EXIT_USAGE, argv
+        assert "is a file, not a folder" in one_line_error(capsys.readouterr().err)
+    assert target.read_text() == "not a folder"
+
+
+def test_read_only_run_dir_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = write_finished_run(tmp_path / "m33_v1")
+    os.chmod(run, 0o555)
+    immutable = False
+    try:
+        if os.access(run, os.W_OK) and os.geteuid() == 0:  # root writes anyway: make it immutable if allowed
+            immutable = subprocess.run(["chattr", "+i", str(run)], capture_output=True).returncode == 0
+        try:
+            (run / ".probe").write_text("x")
+            (run / ".probe").unlink()
+            pytest.skip("cannot make a folder read-only here (root without CAP_LINUX_IMMUTABLE)")
+        except OSError:
+            pass
+        for argv in (["rehearse", "--backend", "local", "--run-dir", str(run)], ["bundle", "--run-dir", str(run)]):
+            assert main(argv) == EXIT_USAGE, argv
+            assert "cannot be written" in one_line_error(capsys.readouterr().err)
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(run)], check=True)
+        os.chmod(run, 0o755)
+
+
+# ------------------------------------------------------------------------- item 6: configs and flags
+
+
+def _config(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+TINY_CONFIG = (Path(__file__).resolve().parent.parent / "training/configs/sft_tiny.yaml").read_text()
+LAUGHS = "name: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"x{i}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]\n" for i in range(8))
+
+
+@pytest.mark.parametrize(("name", "text", "expected"), [
+    ("aliases.yaml", LAUGHS, "YAML anchor 'a' is not allowed"),
+    ("alias_only.yaml", "name: *nowhere\n", "YAML alias 'nowhere' is not allowed"),
+    ("unhashable.yaml", "? [a, b]\n: 1\n", "a mapping key must be a plain value"),
+    ("brackets.yaml", "name: " + "[" * 20000 + "]" * 20000 + "\n", "nested more than 64 levels deep"),
+    ("long_value.yaml", TINY_CONFIG.replace("batch_size: ", "batch_size: " + "9" * 5000 + "x", 1),
+     "training.batch_size: expected int, got '9999"),
+    ("long_key.yaml", TINY_CONFIG + "K" * 1000 + ": 1\n", "unknown key"),
+    ("bad_yaml.yaml", "name: [" + "x, " * 5000 + "\n", "not valid YAML"),
+])
+def test_hostile_configs_are_one_short_line_exit_2(name: str, text: str, expected: str, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    path = _config(tmp_path, name, text)
+    assert main(["bundle", "--run-dir", str(tmp_path / "m33_rehearsal"), "--config", str(path)]) == EXIT_USAGE
+    line = one_line_error(capsys.readouterr().err)
+    assert expected in line and len(line) <= 200 + len(str(path)) + 120, line
+    assert not (tmp_path / "m33_rehearsal").exists()
+
+
+@pytest.mark.parametrize(("verb", "flag", "value"), [
+    ("wait", "--timeout", "nan"), ("wait", "--timeout", "inf"), ("wait", "--timeout", "-5"),
+    ("wait", "--poll-min", "0"), ("wait", "--poll-max", "nan"), ("wait", "--stale-grace", "-inf"),
+    ("run", "--timeout", "nan"), ("push", "--session-timeout", "0"), ("emulator", "--rate-429", "nan"),
+    ("emulator", "--latency", "inf"), ("emulator", "--rate-5xx", "2"),
+])
+def test_numeric_flags_must_be_finite_and_positive(verb: str, flag: str, value: str, emu: Emulator) -> None:
+    args = [verb, flag, value]
+    if verb in ("run", "push"):
+        args += ["--kernel-id", REF, "--accelerator", "cpu"]
+    res = tunix_rt(cli_env(emu), *args, timeout=30)
+    assert res.code == EXIT_USAGE, res.output
+    assert f"argument {flag}" in res.stderr.strip().splitlines()[-1] and "Traceback" not in res.stderr
+    assert emu.calls("GetKernelSessionStatus") == [] and emu.calls("SaveKernel") == []
+
+
+def test_numeric_knob_must_be_finite(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TUNIX_RT_STALE_GRACE_S", "nan")
+    run = write_finished_run(tmp_path / "m33_v1")
+    assert main(["wait", "--run-dir", str(run)]) == EXIT_USAGE
+    assert "TUNIX_RT_STALE_GRACE_S='nan' is not a finite number" in one_line_error(capsys.readouterr().err)
+
+
+# ---------------------------------------------------------------------------- item 7: zip contents
+
+
+@pytest.fixture(scope="module")
+def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    scratch = tmp_path_factory.mktemp("hostile_bundle")
+    return build_bundle(scratch / "m33_v1", mode="smoke", eval_set=write_eval_set(scratch)).bundle_dir
+
+
+def packageable_run(tmp_path: Path, bundle: Path | None = None) -> Path:
+    """A complete run with its real bundle, evidence and report, that `package` accepts."""
+    if bundle is None:
+        scratch = tmp_path / "bundle_scratch"
+        bundle = build_bundle(scratch / "m33_v1", mode="smoke", eval_set=write_eval_set(scratch)).bundle_dir
+    run = write_finished_run(tmp_path / "runs" / "m33_v1", bundle=bundle)
+    fill_evidence(run, root=tmp_path)
+    write_report(run)
+    return run
+
+
+def _edit(path: Path, **fields: object) -> None:
+    doc = json.loads(path.read_text())
+    doc.update(fields)
+    path.write_text(json.dumps(doc))
+
+
+def test_eval_set_naming_a_project_file_is_never_packaged(tmp_path: Path, tiny_bundle: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    run = packageable_run(tmp_path, tiny_bundle)
+    _edit(run / SUMMARY_FILE, eval_set=".git/config", eval_set_sha256=None)
+    assert main(["validate", str(run)]) == EXIT_USAGE
+    assert main(["package", "--run-dir", str(run), "--output", str(tmp_path / "zip")]) == EXIT_USAGE
+    captured = capsys.readouterr()
+    assert "eval_set_sha256" in captured.out + captured.err
+    assert not (tmp_path / "zip").exists()
+    _edit(run / SUMMARY_FILE, eval_set=".git/config", eval_set_sha256="0" * 64)  # a sha256 does not help
+    assert main(["package", "--run-dir", str(run), "--output", str(tmp_path / "zip")]) == EXIT_USAGE
+    assert "payload holds no eval set '.git/config'" in one_line_error(capsys.readouterr().err)
+    assert not (tmp_path / "zip").exists()
+
+
+@pytest.mark.parametrize("link", ["hard", "sym"])
+def test_linked_evidence_file_is_refused(link: str, tmp_path: Path, tiny_bundle: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    run = packageable_run(tmp_path, tiny_bundle)
+    host_file = tmp_path / "host_secret_notes.txt"
+    host_file.write_text("the author's private notes\n")
+    (run / LOG_FILE).unlink()
+    (os.link if link == "hard" else os.symlink)(host_file, run / LOG_FILE)
+    assert main(["validate", str(run)]) == EXIT_USAGE
+    out = capsys.readouterr().out
+    assert ("hard links" if link == "hard" else "symbolic link") in out
+    assert main(["package", "--run-dir", str(run), "--output", str(tmp_path / "zip")]) == EXIT_USAGE
+    capsys.readouterr()
+    assert not (tmp_path / "zip").exists()
+
+
+@pytest.mark.parametrize(("bad", "expected"), [
+    ('"primary_score": NaN', "NaN is not a JSON number"),
+    ('"primary_score": Infinity', "Infinity is not a JSON number"),
+    ('"primary_score": -Infinity', "-Infinity is not a JSON number"),
+    ('"status": "failed", "status": "complete"', "duplicate key 'status'"),
+])
+def test_evidence_json_is_read_strictly(bad: str, expected: str, tmp_path: Path, tiny_bundle: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    run = packageable_run(tmp_path, tiny_bundle)
+    text = (run / SUMMARY_FILE).read_text()
+    (run / SUMMARY_FILE).write_text(text.replace("{", "{" + bad + ",", 1))
+    assert main(["validate", str(run)]) == EXIT_USAGE
+    assert expected in capsys.readouterr().out
+    assert main(["package", "--run-dir", str(run), "--output", str(tmp_path / "zip")]) == EXIT_USAGE
+    assert not (tmp_path / "zip").exists()
+
+
+def test_complete_run_needs_eval_set_path_and_sha256(tmp_path: Path, tiny_bundle: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    run = packageable_run(tmp_path, tiny_bundle)
+    _edit(run / SUMMARY_FILE, eval_set_sha256=None)
+    assert main(["validate", str(run)]) == EXIT_USAGE
+    assert "eval_set_sha256: a complete run must record" in capsys.readouterr().out
+    _edit(run / SUMMARY_FILE, eval_set=None, eval_set_sha256="a" * 64)
+    assert main(["validate", str(run)]) == EXIT_USAGE
+    assert "eval_set: a complete run must name" in capsys.readouterr().out
+
+
+def test_local_run_relabelled_kaggle_tpu_gemma_gets_no_tick(tmp_path: Path, tiny_bundle: Path) -> None:
+    """Labels anyone can edit (platform, accelerator, model id) do not tick the TPU line of the checklist."""
+    run = packageable_run(tmp_path, tiny_bundle)
+    manifest = json.loads((run / MANIFEST_FILE).read_text())
+    manifest["environment"].update(platform="kaggle", accelerator="tpu")
+    manifest.update(model_id="google/gemma-3-1b-it",
+                    kaggle={"kernel_ref": "alice/tunix-rt-m33", "url": None, "version_number": 1,
+                            "machine_shape": None, "accelerator": "tpu-v5e-8", "status": None,
+                            "failure_message": None, "pushed_at": None, "finished_at": None})
+    manifest["model"]["param_count"] = 1_000_000_000
+    (run / MANIFEST_FILE).write_text(json.dumps(manifest))
+    _edit(run / SUMMARY_FILE, model_id="google/gemma-3-1b-it")
+    assert main(["validate", str(run)]) == 0  # the forgery is well-formed
+    assert main(["package", "--run-dir", str(run), "--output", str(tmp_path / "zip")]) == 0
+    (zpath,) = (tmp_path / "zip").glob("*.zip")
+    with zipfile.ZipFile(zpath) as zf:
+        readme = zf.read("README_SUBMISSION.md").decode()
+    assert "- [ ] Trained with Tunix + Gemma on a Kaggle TPU" in readme
+    assert "- [x] Trained with Tunix" not in readme and "NOT proven" in readme
+
+
+def test_tpu_tick_needs_every_fact_from_the_kaggle_record() -> None:
+    proven = {"environment": {"platform": "kaggle", "accelerator": "tpu"}, "model_id": "google/gemma-3-1b-it",
+              "model": {"source": "safetensors", "param_count": 999_885_952}, "timings_s": {"total": 3600.0},
+              "kaggle": {"kernel_ref": "alice/tunix-rt-m33", "version_number": 3, "machine_shape": "TpuV5E8",
+                         "status": "COMPLETE"}}
+    sources = ["google/gemma-3/transformers/gemma-3-1b-it/1"]
+    assert tpu_claim_gaps(proven, sources) == []
+    for path, value in [(("kaggle", "machine_shape"), "NvidiaTeslaT4"), (("kaggle", "status"), "ERROR"),
+                        (("kaggle", "kernel_ref"), None), (("kaggle", "version_number"), "3"),
+                        (("model", "source"), "random-init"), (("environment", "platform"), "local")]:
+        forged = json.loads(json.dumps(proven))
+        forged[path[0]][path[1]] = value
+        assert tpu_claim_gaps(forged, sources), path
+    assert tpu_claim_gaps(proven, None) and tpu_claim_gaps(proven, ["alice/my-dataset"])
+
+
+# -------------------------------------------------------------------- item 8: bad input found late
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    ("", "has no items"),
+    ("\n\n", "has no items"),
+    ('{"id": "a", "prompt": "p"\n', "not valid JSON"),
+    ('{"id": "a", "prompt": "p", "expected_answer": "1", "category": "c"}\n', "'difficulty' must be"),
+    ("[" * 50000 + "]" * 50000 + "\n", "not valid JSON"),
+])
+def test_broken_or_empty_eval_set_is_refused_at_bundle_time(content: str, expected: str, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    eval_set = tmp_path / "broken.jsonl"
+    eval_set.write_text(content)
+    run = tmp_path / "m33_rehearsal"
+    assert main(["bundle", "--run-dir", str(run), "--eval-set", str(eval_set)]) == EXIT_USAGE
+    assert expected in one_line_error(capsys.readouterr().err)
+    assert not run.exists()
+
+
+def test_push_of_a_bundle_with_a_broken_eval_set_spends_no_session(emu: Emulator, tmp_path: Path,
+                                                                   run_dir: Path) -> None:
+    """A bundle folder built elsewhere whose payload's eval set is empty: refused before SaveKernel."""
+    import io
+    import tarfile
+
+    from tunix_rt.bundle import build_payload, extract_payload, render_notebook
+
+    bundle = make_bundle(tmp_path / "b", files={"output/a.txt": "a"})
+    nb_path = bundle / "kaggle_submission.ipynb"
+    nb = json.loads(nb_path.read_text())
+    with tarfile.open(fileobj=io.BytesIO(extract_payload(nb_path)), mode="r:gz") as tar:
+        files = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}  # type: ignore[union-attr]
+    files["training/evalsets/eval_v1.jsonl"] = b""
+    scratch = tmp_path / "payload"
+    for name, data in files.items():
+        (scratch / name).parent.mkdir(parents=True, exist_ok=True)
+        (scratch / name).write_bytes(data)
+    params = nb["metadata"]["tunix_rt"]["parameters"]
+    fresh = json.loads(render_notebook(params, build_payload({n: scratch / n for n in files})))
+    fresh["cells"] = fresh["cells"][:-1] + nb["cells"][-1:]
+    nb_path.write_text(json.dumps(fresh))
+    res = tunix_rt(cli_env(emu), "push", *push_args(run_dir, bundle))
+    assert res.code == EXIT_USAGE, res.output
+    assert "has no items" in one_line_error(res.stderr)
+    assert emu.calls("SaveKernel") == []
+
+
+@pytest.mark.parametrize("run_dir_arg", ["", "   ", "has space", "-dash-first", "bad\nname", "x" * 101, "a/.hidden"])
+def test_bad_run_dir_names_are_refused_before_any_work(run_dir_arg: str, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    before = sorted(tmp_path.rglob("*"))
+    flag = f"--run-dir={run_dir_arg}"  # "=": a value starting with "-" is not taken for a flag
+    for argv in (["bundle", flag], ["rehearse", "--backend", "local", flag],
+                 ["push", "--kernel-id", REF, "--accelerator", "cpu", flag], ["pull", flag]):
+        assert main(argv) == EXIT_USAGE, argv
+        assert "--run-dir" in one_line_error(capsys.readouterr().err)
+    assert sorted(tmp_path.rglob("*")) == before  # nothing created, not even the folder
+
+
+def test_output_inside_the_run_dir_is_refused(tmp_path: Path, tiny_bundle: Path, emu: Emulator,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    run = packageable_run(tmp_path, tiny_bundle)
+    for output in (run, run / "zip", run / "outputs"):
+        assert main(["package", "--run-dir", str(run), "--output", str(output)]) == EXIT_USAGE
+        assert "inside the run directory" in one_line_error(capsys.readouterr().err)
+    assert list(run.rglob("*.zip")) == []
+    target = repo_run_dir("inside")
+    try:
+        bundle = make_bundle(tmp_path / "b", files={"output/a.txt": "a"})
+        res = tunix_rt(cli_env(emu), "run", *push_args(target, bundle), "--output", str(target / "sub"), *POLL)
+        assert res.code == EXIT_USAGE and "inside the run directory" in one_line_error(res.stderr)
+        assert emu.calls("SaveKernel") == []
+    finally:
+        shutil.rmtree(target.parent, ignore_errors=True)
 
 
 # ---- process side (items 2, 3, 4, 8, 9, 10) ---------------------------------------------------------------
