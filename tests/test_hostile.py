@@ -263,7 +263,9 @@ def test_unexpected_error_is_one_redacted_line_exit_70_traceback_in_the_run_dir(
     def broken(*_a: object, **_k: object) -> None:
         raise RuntimeError(f"boom with {SECRET_KEY} at {run}/x and {'y' * 500}")
 
-    monkeypatch.setattr("tunix_rt.run_report.write_report", broken)
+    import tunix_rt.commands.report as report_command
+
+    monkeypatch.setattr(report_command, "write_report", broken)
     assert main(["report", str(run)]) == EXIT_INTERNAL == 70
     err = capsys.readouterr().err
     line = one_line_error(err)
