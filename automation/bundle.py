@@ -367,7 +367,7 @@ def load_bundle(bundle_dir: Path) -> BundleInfo:
     try:
         metadata = json.loads(metadata_path.read_text(encoding="utf-8"))
         nb_meta = json.loads(notebook_path.read_text(encoding="utf-8")).get("metadata", {}).get("tunix_rt")
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise TunixRtError(f"{bundle_dir}: unreadable bundle ({exc})", EXIT_USAGE) from None
     if not isinstance(nb_meta, dict) or not isinstance(nb_meta.get("parameters"), dict):
         raise TunixRtError(f"{notebook_path}: not built by `tunix-rt bundle` (no tunix_rt metadata)",

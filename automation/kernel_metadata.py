@@ -69,7 +69,7 @@ def read_folder_metadata(folder: Path) -> tuple[dict[str, Any], Path]:
         source = json.loads(meta_path.read_text(encoding="utf-8"))
     except OSError:
         raise TunixRtError(f"--bundle {folder}: no {METADATA_NAME} in that folder", EXIT_USAGE) from None
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise TunixRtError(f"{meta_path}: unreadable kernel metadata ({type(exc).__name__})", EXIT_USAGE) from None
     if not isinstance(source, dict) or not source.get("code_file"):
         raise TunixRtError(f"{meta_path}: kernel metadata needs a code_file", EXIT_USAGE)

@@ -108,7 +108,7 @@ def _read_jsonl(path: Path, notes: list[str], shown: str) -> list[dict[str, Any]
                 continue
             try:
                 obj = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):
                 bad += 1
                 continue
             if isinstance(obj, dict):
@@ -125,7 +125,7 @@ def _read_object(path: Path, notes: list[str], shown: str) -> dict[str, Any] | N
         return None
     try:
         obj = read_json(path)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         notes.append(f"{shown}: unreadable, left out")
         return None
     return obj if isinstance(obj, dict) else None
@@ -144,7 +144,7 @@ def load_report_data(run_dir: Path) -> ReportData:
                                "rehearse` or `tunix-rt pull` first)", EXIT_USAGE)
         try:
             doc = read_json(path)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             raise TunixRtError(f"{path}: not valid JSON ({exc.__class__.__name__})", EXIT_USAGE) from None
         if not isinstance(doc, dict):
             raise TunixRtError(f"{path}: not a JSON object", EXIT_USAGE)

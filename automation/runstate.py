@@ -258,9 +258,9 @@ class RunState:
             return cls.new(run_dir)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             raise TunixRtError(f"{path}: unreadable run state ({type(exc).__name__}); fix or remove it",
-                               EXIT_USAGE) from exc
+                               EXIT_USAGE) from None
         return cls.from_dict(data, run_dir)
 
     def write(self) -> Path:

@@ -344,6 +344,22 @@ def test_hostile_training_outputs_fail_the_evidence_not_the_command(tmp_path: Pa
     assert main(["validate", str(run)]) == 0
 
 
+def test_deeply_nested_state_and_bundle_files_are_exit_2_one_line(tmp_path: Path, emu: Emulator,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    deep = "[" * 100000 + "]" * 100000
+    run = tmp_path / "m33_v1"
+    run.mkdir()
+    (run / "run_state.json").write_text(deep)
+    assert main(["pull", "--run-dir", str(run)]) == EXIT_USAGE
+    assert "unreadable run state (RecursionError)" in one_line_error(capsys.readouterr().err)
+    bundle = make_bundle(tmp_path / "b", files={})
+    (bundle / "kernel-metadata.json").write_text(deep)
+    res = tunix_rt(cli_env(emu), "push", *push_args(tmp_path / "m33_v2", bundle))
+    assert res.code == EXIT_USAGE, res.output
+    assert "unreadable kernel metadata (RecursionError)" in one_line_error(res.stderr)
+    assert emu.calls("SaveKernel") == []
+
+
 def test_404_on_the_output_list_is_exit_5_one_line(emu: Emulator, tmp_path: Path, run_dir: Path) -> None:
     env = cli_env(emu)
     bundle = make_bundle(tmp_path / "b", files={"output/a.txt": "a"})
