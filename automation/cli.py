@@ -375,8 +375,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     interrupts.install()  # SIGTERM and SIGHUP end a command as Ctrl-C does (clean-up runs), exit 128+signal
-    module = importlib.import_module(f"tunix_rt.commands.{args.command}")
     try:
+        module = importlib.import_module(f"tunix_rt.commands.{args.command}")
         return int(module.run(args) or 0)
     except TunixRtError as exc:
         from .redact import Redactor

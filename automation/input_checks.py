@@ -55,8 +55,9 @@ def check_writable_dir(folder: Path, flag: str, *, must_exist: bool = False) -> 
     if folder.exists() and not folder.is_dir():
         raise TunixRtError(f"{flag} {folder}: is a file, not a folder", EXIT_USAGE)
     if not folder.exists():
-        if must_exist:
-            raise TunixRtError(f"{flag} {folder}: no such folder", EXIT_USAGE)
+        if must_exist:  # wait and pull: a run directory push made
+            raise TunixRtError(f"{flag} {folder}: no such folder, so nothing pushed yet; run `tunix-rt push` first",
+                               EXIT_USAGE)
         parent = folder.absolute().parent
         while not parent.exists():
             parent = parent.parent
