@@ -31,7 +31,8 @@ def _shown(value: str) -> str:
 
 def run_dir_arg(value: str | None, default_run: str, *, must_exist: bool = False) -> Path:
     """``--run-dir`` checked before any work: not empty, a name that can be the run version, not a file,
-    writable (or creatable, unless ``must_exist``); ``None`` means ``submission_runs/<default_run>``."""
+    writable or creatable (``must_exist``, wait/pull: a missing one is left to the verb, which says nothing was
+    pushed); ``None`` means ``submission_runs/<default_run>``."""
     if value is None:
         run_dir = paths.default_run_dir(default_run)
     elif not value.strip():
@@ -45,19 +46,18 @@ def run_dir_arg(value: str | None, default_run: str, *, must_exist: bool = False
                            f"{_shown(name)} is the run version and must be letters, digits, '.', '_' or '-' "
                            f"(starting with a letter or digit, at most {MAX_NAME} characters), e.g. m33_v1",
                            EXIT_USAGE)
-    check_writable_dir(run_dir, "--run-dir", must_exist=must_exist)
+    if must_exist and not run_dir.exists():
+        return run_dir  # wait/pull: the verb itself says "nothing pushed yet", after its own flag checks
+    check_writable_dir(run_dir, "--run-dir")
     return run_dir
 
 
-def check_writable_dir(folder: Path, flag: str, *, must_exist: bool = False) -> None:
-    """``folder`` is a folder this process can write in, or (unless ``must_exist``) one it can create; else
-    exit 2. Nothing is created here: a refused command leaves no trace."""
+def check_writable_dir(folder: Path, flag: str) -> None:
+    """``folder`` is a folder this process can write in, or one it can create; else exit 2. Nothing is
+    created here: a refused command leaves no trace."""
     if folder.exists() and not folder.is_dir():
         raise TunixRtError(f"{flag} {folder}: is a file, not a folder", EXIT_USAGE)
     if not folder.exists():
-        if must_exist:  # wait and pull: a run directory push made
-            raise TunixRtError(f"{flag} {folder}: no such folder, so nothing pushed yet; run `tunix-rt push` first",
-                               EXIT_USAGE)
         parent = folder.absolute().parent
         while not parent.exists():
             parent = parent.parent
