@@ -24,8 +24,8 @@ STREAM_READ_TIMEOUT_S = 900.0  # the log stream can be quiet for minutes while a
 
 
 def run_dir_of(args: argparse.Namespace) -> Path:
-    """``--run-dir`` or submission_runs/m33_v1, checked before any work (input_checks.py); wait and pull
-    need it to exist (they never create an empty one)."""
+    """``--run-dir`` or submission_runs/m33_v1, checked before any work (input_checks.py); for wait and pull a
+    missing one is left to the verb ("nothing pushed yet")."""
     return run_dir_arg(args.run_dir, paths.DEFAULT_KAGGLE_RUN,
                        must_exist=getattr(args, "command", None) in ("wait", "pull"))
 
