@@ -15,8 +15,8 @@ from ..chain import ChainPlan, run_chain
 from ..engine import Context, run_flow
 from ..errors import EXIT_KERNEL_FAILED, EXIT_OK, EXIT_USAGE, TunixRtError
 from ..evidence import CUT_FOR_TIME
-from ..layout import CHAIN_FILE
 from ..input_checks import output_arg
+from ..layout import CHAIN_FILE
 from ..progress import Reporter
 from ..push import DEFAULT_SESSION_S, resolve_accelerator
 from ..runstate import RunState
@@ -81,7 +81,7 @@ def _chain(args: argparse.Namespace, inputs: BundleInputs, run_dir: Path, report
     runner = kaggle_runner(reporter, push=replace(push, session_timeout=timeout), wait=wait_options(args),
                            stream=True)
     with reporter:  # --follow: the live display runs while the sessions do
-        result = run_chain(run_dir, plan, inputs, runner, Path(args.output), reporter)
+        result = run_chain(run_dir, plan, inputs, runner, output_arg(args.output, run_dir), reporter)
     last = result.sessions[-1] if result.sessions else {}
     message = (f"{run_dir / CHAIN_FILE}: {len(result.sessions)} session(s), step {last.get('end_step')} of "
                f"{last.get('max_steps')}" + (f"; submission zip {result.zip}" if result.zip else ""))
