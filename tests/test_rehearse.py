@@ -200,9 +200,14 @@ def test_the_zip_reruns(rehearsed: Rehearsed, tmp_path: Path) -> None:
 
 
 @pytest.mark.kernel
-def test_failed_notebook_still_gets_evidence_and_exits_1(tmp_path: Path,
+def test_failed_notebook_still_gets_evidence_and_exits_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
-    """An eval set the training script rejects passes bundling (it is just a file) but fails in the kernel."""
+    """A kernel that fails mid-run still gets evidence, a report and exit 1. The failure: an eval set the
+    training script rejects, let through bundling here (bundle refuses it up front since issue 14, see
+    test_hostile.py), so that it fails inside the kernel as any kernel-side error would."""
+    from tunix_rt import bundle as bundle_mod
+
+    monkeypatch.setattr(bundle_mod, "check_eval_set_file", lambda path, shown=None: 1)
     bad_eval = tmp_path / "broken_eval.jsonl"
     bad_eval.write_text('{"id": "x-1", "prompt": "no expected answer"}\nnot json\n', encoding="utf-8")
     run_dir = tmp_path / "m33_broken"
