@@ -16,6 +16,7 @@ from .errors import EXIT_CODES, EXIT_USAGE, TunixRtError
 from .paths import DEFAULT_KAGGLE_RUN, DEFAULT_REHEARSAL_RUN
 
 _EPILOG = ("exit codes: " + "; ".join(f"{code} {text}" for code, text in EXIT_CODES.items())
+           + "; 128+N ended by signal N (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP; the stage is recorded interrupted)"
            + ". Environment: " + "; ".join(f"${k.env} ({k.flag})" for k in knobs.KNOBS if k.flag)
            + " set flags' defaults; test/CI tuning variables are listed in docs/kaggle.md.")
 
