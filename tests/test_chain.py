@@ -180,7 +180,7 @@ def test_a_chain_killed_mid_session_resumes_without_pushing_twice(emu: Emulator,
     deadline = time.monotonic() + 120
     s2 = run_dir / "s2" / "run_state.json"
     while time.monotonic() < deadline:
-        if s2.is_file() and json.loads(s2.read_text()).get("kaggle", {}).get("version_number"):
+        if s2.is_file() and (json.loads(s2.read_text()).get("kaggle") or {}).get("version_number"):
             break
         time.sleep(0.1)
     proc.send_signal(signal.SIGKILL)

@@ -196,7 +196,7 @@ def test_killed_wait_resumes_same_version(emu: Emulator, tmp_path: Path, run_dir
     proc = tunix_rt_popen(env, "run", *push_args(run_dir, bundle), "--output", str(out), *POLL)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if (run_dir / "run_state.json").is_file() and state(run_dir).get("kaggle", {}).get("seen_active"):
+        if (run_dir / "run_state.json").is_file() and (state(run_dir).get("kaggle") or {}).get("seen_active"):
             break
         time.sleep(0.1)
     proc.send_signal(signal.SIGKILL)
