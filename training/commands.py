@@ -64,6 +64,21 @@ def build_dataset(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _check_or_write(script: str, files: dict[Path, bytes], check: bool, what: str) -> int:
+    """``--check``: 0 when every rendered file matches its committed copy, else 1 naming the first that
+    differs; otherwise write them all atomically."""
+    if check:
+        for path, data in files.items():
+            if not path.is_file() or path.read_bytes() != data:
+                print(f"{script}: {path} differs from a fresh build; run training/{script}.py", file=sys.stderr)
+                return 1
+        print(f"{script}: {what} matches a fresh build")
+        return 0
+    for path, data in files.items():
+        write_atomic(path, data)
+    return 0
+
+
 def build_evalset(argv: list[str] | None = None) -> int:
     """``build_evalset.py [--out FILE] [--check]``."""
     from .evalset import DEFAULT_EVAL_SET, render_evalset
@@ -75,17 +90,11 @@ def build_evalset(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = shown(args.out)
     data = render_evalset()
-    if args.check:
-        if not out.is_file() or out.read_bytes() != data:
-            print(f"build_evalset: {out} differs from a fresh build; run training/build_evalset.py",
-                  file=sys.stderr)
-            return 1
-        print(f"build_evalset: {out} matches a fresh build")
-        return 0
-    write_atomic(out, data)
-    n_items = data.count(b"\n")
-    print(f"build_evalset: wrote {out} ({n_items} items)")
-    return 0
+    code = _check_or_write("build_evalset", {out: data}, args.check, str(out))
+    if code == 0 and not args.check:
+        n_items = data.count(b"\n")
+        print(f"build_evalset: wrote {out} ({n_items} items)")
+    return code
 
 
 def build_tokenizer(argv: list[str] | None = None) -> int:
@@ -98,20 +107,11 @@ def build_tokenizer(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="compare with --out; exit 1 on mismatch")
     args = parser.parse_args(argv)
     out = shown(args.out)
-    files = render_files()
-    if args.check:
-        for name, data in files.items():
-            path = out / name
-            if not path.is_file() or path.read_bytes() != data:
-                print(f"build_tokenizer: {path} differs from a fresh build; run training/build_tokenizer.py",
-                      file=sys.stderr)
-                return 1
-        print(f"build_tokenizer: {out} matches a fresh build")
-        return 0
-    for name, data in files.items():
-        write_atomic(out / name, data)
-    print(f"build_tokenizer: wrote {', '.join(str(out / n) for n in files)}")
-    return 0
+    files = {out / name: data for name, data in render_files().items()}
+    code = _check_or_write("build_tokenizer", files, args.check, str(out))
+    if code == 0 and not args.check:
+        print(f"build_tokenizer: wrote {', '.join(str(p) for p in files)}")
+    return code
 
 
 def rescore(argv: list[str] | None = None) -> int:

@@ -34,13 +34,17 @@ class EvalSetError(ValueError):
 def load_eval_set(path: str | os.PathLike[str] = DEFAULT_EVAL_SET) -> list[dict[str, Any]]:
     """Read and validate an eval set: every line a JSON object with the required string fields, ids unique."""
     path = Path(path)
+    return parse_eval_set(read_text_file(path, "eval set", EvalSetError), path)
+
+
+def read_text_file(path: Path, what: str, error: type[ValueError]) -> str:
+    """A UTF-8 file's text, or ``error`` with one line naming ``what`` and the file."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise EvalSetError(f"eval set {path} does not exist") from None
+        raise error(f"{what} {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise EvalSetError(f"eval set {path} cannot be read: {exc}") from None
-    return parse_eval_set(text, path)
+        raise error(f"{what} {path} cannot be read: {exc}") from None
 
 
 def parse_eval_set(text: str, path: str | os.PathLike[str]) -> list[dict[str, Any]]:

@@ -3,20 +3,22 @@
 Every file training/ writes (run outputs, rebuilt datasets, eval sets, tokenizers, the kernel's
 kernel_run.json) goes through :func:`write_atomic`: a temp file in the same folder and a rename, so a crash
 never leaves half a file. training/ also runs from an unpacked payload on Kaggle where tunix_rt is not
-installed, so it cannot use tunix_rt.fsutil; both write the same canonical JSON (indent 2, sorted keys).
+installed, so it cannot use tunix_rt.fsutil; fsutil takes its atomic writer and canonical JSON (indent 2,
+sorted keys) from here instead.
 What the documents hold is training/contract.py's business.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 # run_result.versions key → distribution name
 _DISTRIBUTIONS = {
@@ -30,16 +32,16 @@ _DISTRIBUTIONS = {
 }
 
 
-def write_atomic(path: Path, data: str | bytes) -> Path:
-    """Write ``data`` (text is UTF-8 encoded) through a temp file in the same folder and a rename: never a
-    half-written file. Returns ``path``."""
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+    """Stream into ``path`` atomically: yields a binary file in the same folder, renamed over ``path`` only
+    when the block ends without an exception (a crash never leaves half a file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    raw = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(raw)
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)
@@ -47,7 +49,13 @@ def write_atomic(path: Path, data: str | bytes) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+
+
+def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> Path:
+    """Write ``data`` (text is UTF-8 encoded) through :func:`atomic_output`. Returns ``path``."""
+    with atomic_output(path) as fh:
+        fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+    return Path(path)
 
 
 def canonical_json(obj: Any) -> str:

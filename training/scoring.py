@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from . import contract
-from .evalset import EvalSetError, load_eval_set
+from .evalset import EvalSetError, load_eval_set, read_text_file
 from .evalset import eval_set_sha256 as file_sha256
 from .render import ANSWER_CLOSE, ANSWER_OPEN, END_OF_TURN, EOS, REASONING_CLOSE, REASONING_OPEN
 
@@ -173,12 +173,7 @@ class PredictionsError(ValueError):
 def read_predictions(path: str | Path) -> list[dict[str, Any]]:
     """Read a predictions JSONL file (one object per non-empty line)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PredictionsError(f"predictions file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PredictionsError(f"predictions file {path} cannot be read: {exc}") from None
+    text = read_text_file(path, "predictions file", PredictionsError)
     out = []
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():

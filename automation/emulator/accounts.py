@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from tunix_rt.emulator.behaviour import KaggleBehaviour, QuotaConfig
-from tunix_rt.emulator.store import Store, Version
+from tunix_rt.emulator.sessions import session_kind
+from tunix_rt.emulator.store import Store
 
 Answer = tuple[int, dict[str, Any]]
 _FRAMEWORK_PREFIX = "MODEL_FRAMEWORK_"
@@ -59,7 +60,7 @@ class AccountService:
             if kernel.owner != user:
                 continue
             for version in kernel.versions.values():
-                if _kind(version) == kind and version.started_at:
+                if session_kind(version.request).lower() == kind and version.started_at:
                     total += (version.finished_at or now) - version.started_at
         return total / 3600.0
 
@@ -97,12 +98,3 @@ class AccountService:
         return 200, {"id": 1000 + max(versions), "slug": instance, "framework": str(body.get("framework")),
                      "versionNumber": max(versions), "url": f"/models/{owner}/{model}/{framework}/{instance}"}
 
-
-def _kind(version: Version) -> str:
-    req = version.request
-    shape = str(req.get("machineShape") or "")
-    if req.get("enableTpu") or shape.startswith("Tpu"):
-        return "tpu"
-    if req.get("enableGpu") or shape.startswith("Nvidia"):
-        return "gpu"
-    return "cpu"
