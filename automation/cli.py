@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
+import time
 from collections.abc import Sequence
+from typing import NoReturn
 
 from . import __version__, interrupts, knobs
 from .errors import EXIT_CODES, EXIT_USAGE, TunixRtError
@@ -19,6 +22,37 @@ _EPILOG = ("exit codes: " + "; ".join(f"{code} {text}" for code, text in EXIT_CO
            + "; 128+N ended by signal N (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP; the stage is recorded interrupted)"
            + ". Environment: " + "; ".join(f"${k.env} ({k.flag})" for k in knobs.KNOBS if k.flag)
            + " set flags' defaults; test/CI tuning variables are listed in docs/kaggle.md.")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``tunix-rt run: error: … (tunix-rt run --help)`` and exit 2, no usage
+    block above it (bad input gets one clear line); with ``--json`` the result event follows on stdout."""
+
+    json_mode = False
+
+    def error(self, message: str) -> NoReturn:
+        from .redact import Redactor
+
+        message = Redactor().redact(message)  # a flag's value may be a pasted key
+        line = f"{self.prog}: error: {message} ({self.prog} --help)"
+        print(line, file=sys.stderr)
+        if _Parser.json_mode:
+            _json_result(self.prog.removeprefix("tunix-rt").strip() or None, EXIT_USAGE, message, 0.0)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _json_result(command: str | None, exit_code: int, error: str, t: float) -> None:
+    """The final ``--json`` event for a failure no verb reported (flags, a run directory refused up front)."""
+    sys.stdout.write(json.dumps({"command": command, "error": error, "event": "result", "exit_code": exit_code,
+                                 "t": round(t, 3), "time": round(time.time(), 3)}, sort_keys=True) + "\n")
+    sys.stdout.flush()
+
+
+def _results_written() -> int:
+    """How many ``--json`` result objects this process has printed (progress.py counts them; not imported
+    at start-up, which keeps rich out of it)."""
+    progress = sys.modules.get("tunix_rt.progress")
+    return progress.results_written() if progress is not None else 0
 
 
 def _number(text: str, *, integer: bool = False, zero_ok: bool = False, at_most: float | None = None) -> float:
@@ -356,7 +390,7 @@ _COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tunix-rt",
         description="Script Kaggle training kernels: bundle, rehearse locally, push on GPU/TPU, wait, pull, "
                     "evidence and a deterministic submission zip.",
@@ -370,6 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    start, results_before = time.monotonic(), _results_written()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    _Parser.json_mode = "--json" in argv
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.command:
@@ -382,17 +419,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TunixRtError as exc:
         from .redact import Redactor
 
-        print(f"tunix-rt {args.command}: error: {Redactor().redact(exc.message)}", file=sys.stderr)
-        return exc.exit_code
+        error, code = Redactor().redact(exc.message), exc.exit_code
+        line = f"tunix-rt {args.command}: error: {error}"
     except KeyboardInterrupt as exc:
-        print(f"tunix-rt {args.command}: interrupted ({interrupts.signal_name(exc)})", file=sys.stderr)
-        return interrupts.exit_code(exc)
+        error, code = f"interrupted ({interrupts.signal_name(exc)})", interrupts.exit_code(exc)
+        line = f"tunix-rt {args.command}: {error}"
     except Exception as exc:  # noqa: BLE001 - a bug: one redacted line, the traceback saved (crash.py)
         from . import crash
 
         line, code = crash.report(args.command, exc, getattr(args, "run_dir", None))
-        print(line, file=sys.stderr)
-        return code
+        error = line.split(": ", 1)[-1]
+    print(line, file=sys.stderr)
+    if getattr(args, "json", False) and _results_written() == results_before:
+        _json_result(args.command, code, error, time.monotonic() - start)
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

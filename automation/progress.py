@@ -33,6 +33,13 @@ from rich.text import Text
 
 from .redact import Redactor
 
+_RESULTS = [0]  # result objects printed in this process (cli.py ends --json with one when no verb did)
+
+
+def results_written() -> int:
+    """How many ``--json`` result objects this process has printed."""
+    return _RESULTS[0]
+
 
 class Reporter:
     """One per command run. ``secrets`` are extra values to redact (the environment's are known already)."""
@@ -177,6 +184,7 @@ class Reporter:
         """The final result: JSON mode prints the result object; human mode prints ``message`` to stdout."""
         self.close()
         if self.json_mode:
+            _RESULTS[0] += 1
             self._emit({"event": "result", "command": self.command, "exit_code": exit_code,
                         "time": round(time.time(), 3), **({"message": message} if message else {}), **fields})
         elif message:
