@@ -313,12 +313,14 @@ def wait(state: RunState, opts: WaitOptions, client_factory: Callable[[], Kaggle
     """Poll until the pushed version is terminal; returns how it ended (``exit_code`` 0 or 1). Raises
     :class:`TunixRtError` with exit 3 at the deadline, 5 on API failure."""
     kaggle = pushed_record(state)
+    follower = getattr(reporter, "follower", None)
+    feed = StreamFeed(follower) if follower is not None and stream_factory is not None else None
     if finished(kaggle):
+        if feed is not None and stream_factory is not None:  # --follow once it ended: its log, one stream call
+            _replay_log(kaggle, reporter, stream_factory, feed)
         return _finished_before(kaggle, reporter)
     client = client_factory()
     reporter.add_secrets(client.credentials.secrets)
-    follower = getattr(reporter, "follower", None)
-    feed = StreamFeed(follower) if follower is not None and stream_factory is not None else None
     watch = (LogStreamWatch(stream_factory, str(kaggle.kernel_ref), int(kaggle.version_number or 0),
                             opts.stream_served_s, on_event=feed)
              if (opts.log_stream or feed is not None) and stream_factory is not None else None)
@@ -333,6 +335,25 @@ def wait(state: RunState, opts: WaitOptions, client_factory: Callable[[], Kaggle
             waiter.pause(poll)
     finally:
         reporter.close_status()
+
+
+def _replay_log(kaggle: KaggleRecord, reporter: Reporter, stream_factory: Callable[[], KaggleClient],
+                feed: StreamFeed) -> None:
+    """The log of a version that ended before this command: a finished session's stream answers the persisted
+    log blob, which the client yields as the same events (kaggle 2.2.5 ``kernels_logs_stream``; PR #999).
+    One stream call; no status call, no credential check (a rejected key fails that call, and the log comes
+    with ``pull`` anyway)."""
+    def factory() -> KaggleClient:
+        client = stream_factory()
+        reporter.add_secrets(client.credentials.secrets)
+        return client
+
+    watch = LogStreamWatch(factory, str(kaggle.kernel_ref), int(kaggle.version_number or 0), on_event=feed)
+    watch.drain()
+    feed.close()
+    if not watch.ended.is_set():
+        reporter.warn(f"could not replay the log of {kaggle.label} ({watch.last_error or 'no answer'}); "
+                      "`tunix-rt pull` brings it with the outputs")
 
 
 def _finished_before(kaggle: KaggleRecord, reporter: Reporter) -> WaitResult:

@@ -269,6 +269,13 @@ def test_wait_follow_after_the_end_shows_the_persisted_log_for_one_stream_call(e
     # only when the version lists files (the stale-status guard, wait.py)
     assert kaggle["wait_api_calls"] == status_calls + 1 + 1 + len(emu.calls("ListKernelSessionOutput"))
     assert len(emu.calls("ListKernelSessionOutput")) == 1
+    # Following again once the run state says it ended: no status call, the same log from one stream call.
+    streams = len(emu.calls("logs_stream"))
+    again = tunix_rt(env, "wait", "--run-dir", str(run_dir), "--follow", "--json")
+    assert again.code == 0, again.output
+    assert [e["line"] for e in again.json_lines() if e["event"] == "log"] == lines
+    assert len(emu.calls("logs_stream")) == streams + 1
+    assert len(emu.calls("GetKernelSessionStatus")) == status_calls
 
 
 
