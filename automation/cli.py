@@ -17,6 +17,7 @@ from typing import NoReturn
 from . import __version__, interrupts, knobs
 from .errors import EXIT_CODES, EXIT_USAGE, TunixRtError
 from .paths import DEFAULT_KAGGLE_RUN, DEFAULT_REHEARSAL_RUN
+from .runners import DEFAULT_MEMORY, DEFAULT_PIDS_LIMIT
 
 _EPILOG = ("exit codes: " + "; ".join(f"{code} {text}" for code, text in EXIT_CODES.items())
            + "; 128+N ended by signal N (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP; the stage is recorded interrupted)"
@@ -170,10 +171,10 @@ def _add_rehearse(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gpus", nargs="?", const="all", default=None, type=_gpus, metavar="all|N|device=ID[,ID]",
                    help="docker backend: give the container these GPUs (bare --gpus: all) and build the image with "
                         "CUDA JAX (kernel/requirements-gpu.txt); default: none, CPU JAX")
-    p.add_argument("--memory", metavar="SIZE", default="30g", type=_memory,
+    p.add_argument("--memory", metavar="SIZE", default=DEFAULT_MEMORY, type=_memory,
                    help="docker backend: the container's memory limit, no swap (docker --memory; default: "
                         "%(default)s, a Kaggle session's RAM)")
-    p.add_argument("--pids-limit", metavar="N", default=8192, type=_positive_int,
+    p.add_argument("--pids-limit", metavar="N", default=DEFAULT_PIDS_LIMIT, type=_positive_int,
                    help="docker backend: most processes and threads in the container (default: %(default)s)")
     p.add_argument("--force", action="store_true",
                    help="rehearse into a run directory that already holds complete evidence, replacing it "

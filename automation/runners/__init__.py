@@ -27,6 +27,12 @@ if TYPE_CHECKING:
     from ..engine import Stage
 
 BACKENDS = ("auto", "docker", "local")
+# A Kaggle session's RAM: the "Technical Specifications" of Kaggle's notebook docs (kaggle.com/docs/notebooks,
+# as quoted in public summaries: 4 CPU cores and 30 GB of RAM per session), and the machine wandb records on
+# Kaggle T4 x2 and P100 sessions (public wandb-metadata.json files: "memory": {"total": 31.36} GB, 4 logical
+# CPUs). The container gets 30g and no swap, so a rehearsal that fits here fits there.
+DEFAULT_MEMORY = "30g"
+DEFAULT_PIDS_LIMIT = 8192  # processes + threads in the container (JAX alone starts a few hundred threads)
 
 
 @dataclass(frozen=True)
@@ -54,8 +60,8 @@ class RunnerOptions:
     network: str = "none"
     gpus: str | None = None  # all, a count or device=ID,…; None: no GPU
     jax_cache: str | None = None  # a folder or "off"; None: $TUNIX_RT_JAX_CACHE or ~/.cache/tunix-rt/jax
-    memory: str = "30g"  # the container's memory limit (docker --memory; swap none): a Kaggle session's RAM
-    pids_limit: int = 8192  # processes + threads in the container (JAX starts a few hundred threads)
+    memory: str = DEFAULT_MEMORY  # the container's memory limit (docker --memory; swap none)
+    pids_limit: int = DEFAULT_PIDS_LIMIT
 
     @property
     def docker_only(self) -> bool:

@@ -45,7 +45,7 @@ from ..errors import EXIT_KERNEL_FAILED, EXIT_USAGE, TunixRtError
 from ..layout import CONSOLE_LOG, EXECUTED_NOTEBOOK, METADATA_NAME, OUTPUTS_DIR, RAW_LOG_DIR
 from ..layout import NOTEBOOK_NAME as NOTEBOOK
 from ..paths import kernel_dir, project_root
-from . import RunOutcome, compile_cache
+from . import DEFAULT_MEMORY, DEFAULT_PIDS_LIMIT, RunOutcome, compile_cache
 from .gpus import parse_gpus
 
 if TYPE_CHECKING:
@@ -58,8 +58,6 @@ LABEL_ROLE = "tunix-rt.role"  # on every image and container this module makes
 LABEL_RUN_DIR = "tunix-rt.run-dir"  # on rehearsal containers: which run they belong to
 LABEL_INVOCATION = "tunix-rt.invocation"  # on rehearsal containers: the command that made it (clean-up)
 CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER")  # all a kernel keeps (see the module docstring)
-DEFAULT_MEMORY = "30g"
-DEFAULT_PIDS_LIMIT = 8192
 
 SRC_MOUNT = "/kaggle/src"
 INPUT_MOUNT = "/kaggle/input"
