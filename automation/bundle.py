@@ -37,7 +37,7 @@ from typing import Any
 from . import paths
 from .accelerators import resolve
 from .errors import EXIT_USAGE, TunixRtError
-from .fsutil import dumps_json, sha256_bytes, sha256_file, write_atomic
+from .fsutil import dig, dumps_json, sha256_bytes, sha256_file, write_atomic
 from .input_checks import check_eval_set_file, check_payload_eval_set
 from .kernel_id import canonical_slug
 from .kernel_id import check as check_kernel_id
@@ -366,9 +366,11 @@ def load_bundle(bundle_dir: Path) -> BundleInfo:
             raise TunixRtError(f"{path}: missing; build the bundle with `tunix-rt bundle`", EXIT_USAGE)
     try:
         metadata = json.loads(metadata_path.read_text(encoding="utf-8"))
-        nb_meta = json.loads(notebook_path.read_text(encoding="utf-8")).get("metadata", {}).get("tunix_rt")
+        nb_meta = dig(json.loads(notebook_path.read_text(encoding="utf-8")), "metadata", "tunix_rt")
     except (OSError, ValueError, RecursionError) as exc:
         raise TunixRtError(f"{bundle_dir}: unreadable bundle ({exc})", EXIT_USAGE) from None
+    if not isinstance(metadata, dict):
+        raise TunixRtError(f"{metadata_path}: expected a JSON object", EXIT_USAGE)
     if not isinstance(nb_meta, dict) or not isinstance(nb_meta.get("parameters"), dict):
         raise TunixRtError(f"{notebook_path}: not built by `tunix-rt bundle` (no tunix_rt metadata)",
                            EXIT_USAGE)

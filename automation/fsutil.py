@@ -19,6 +19,16 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> Path:
     return write_atomic(path, dumps_json(obj))
 
 
+def dig(obj: Any, *keys: str) -> Any:
+    """``obj[k1][k2]…`` of parsed JSON, or None where a step is missing or not an object (hostile files:
+    a notebook that is a list, ``"metadata": null``, a cell that is a number)."""
+    for key in keys:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
 def read_json(path: str | os.PathLike[str]) -> Any:
     """Read a JSON file (UTF-8)."""
     with open(path, encoding="utf-8") as fh:

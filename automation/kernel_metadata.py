@@ -14,7 +14,7 @@ from typing import Any
 
 from .accelerators import Accelerator
 from .errors import EXIT_USAGE, TunixRtError
-from .fsutil import dumps_json
+from .fsutil import dig, dumps_json
 from .layout import METADATA_NAME, NOTEBOOK_NAME
 
 # What the push decides, whatever a hand-made folder's metadata says.
@@ -83,8 +83,8 @@ def read_folder_metadata(folder: Path) -> tuple[dict[str, Any], Path]:
 def tunix_rt_metadata(notebook: bytes) -> dict[str, Any] | None:
     """The ``tunix_rt`` block a bundle notebook carries (its parameters, payload sha256), or None."""
     try:
-        meta = json.loads(notebook).get("metadata", {}).get("tunix_rt")
-    except (ValueError, AttributeError):
+        meta = dig(json.loads(notebook), "metadata", "tunix_rt")
+    except (ValueError, RecursionError):
         return None
     return meta if isinstance(meta, dict) and isinstance(meta.get("parameters"), dict) else None
 
@@ -93,9 +93,9 @@ def strip_notebook_pins(notebook: bytes) -> bytes:
     """A pinned image in the notebook's own metadata also overrides the TPU VM (#1197): drop it."""
     try:
         nb = json.loads(notebook)
-    except ValueError:
-        return notebook
-    kaggle_meta = nb.get("metadata", {}).get("kaggle") if isinstance(nb, dict) else None
+    except (ValueError, RecursionError):
+        return notebook  # load_bundle refuses it in one line
+    kaggle_meta = dig(nb, "metadata", "kaggle")
     if isinstance(kaggle_meta, dict) and {"dockerImageVersionId", "accelerator"} & kaggle_meta.keys():
         kaggle_meta.pop("dockerImageVersionId", None)
         kaggle_meta.pop("accelerator", None)

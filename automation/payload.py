@@ -22,7 +22,7 @@ from typing import Any
 
 from . import paths
 from .errors import EXIT_USAGE, TunixRtError
-from .fsutil import sha256_bytes
+from .fsutil import dig, sha256_bytes
 from .layout import NOTEBOOK_NAME
 
 PARAMETERS_TAG = "parameters"  # papermill's tag
@@ -157,10 +157,11 @@ def extract_payload(notebook_path: Path) -> bytes:
     """The embedded payload (tar.gz bytes) of a bundle notebook, checked against its recorded sha256."""
     try:
         nb = json.loads(Path(notebook_path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise TunixRtError(f"{notebook_path}: unreadable notebook ({exc})", EXIT_USAGE) from None
-    cells = [c for c in nb.get("cells", []) if PAYLOAD_TAG in c.get("metadata", {}).get("tags", [])]
-    source = "".join(cells[0]["source"]) if len(cells) == 1 else ""
+    cells = [c for c in (dig(nb, "cells") or []) if PAYLOAD_TAG in (dig(c, "metadata", "tags") or [])]
+    source = dig(cells[0], "source") if len(cells) == 1 else ""
+    source = "".join(x for x in source if isinstance(x, str)) if isinstance(source, list) else str(source or "")
     found = re.search(r'PAYLOAD_SHA256 = "([0-9a-f]*)"\s*PAYLOAD_B64 = """([A-Za-z0-9+/=\s]*)"""', source)
     if not found or not found.group(2).strip():
         raise TunixRtError(f"{notebook_path}: no embedded payload (not built by `tunix-rt bundle`)",

@@ -475,6 +475,34 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_bundle(scratch / "m33_v1", mode="smoke", eval_set=write_eval_set(scratch)).bundle_dir
 
 
+@pytest.mark.parametrize("name, text", [
+    ("kaggle_submission.ipynb", "[]"),
+    ("kaggle_submission.ipynb", '{"metadata": null, "cells": [1, null, {"metadata": null}]}'),
+    ("kernel-metadata.json", "[]"),
+    ("kernel-metadata.json", "null"),
+])
+def test_a_bundle_whose_json_has_the_wrong_shape_is_refused_in_one_line(tiny_bundle: Path, tmp_path: Path,
+                                                                        name: str, text: str) -> None:
+    """``push --bundle`` and ``package`` read a bundle a user may have edited: a notebook that is a list, a
+    null ``metadata`` or a cell that is a number is exit 2 with one line, never a crash (exit 70)."""
+    from tunix_rt.bundle import load_bundle
+    from tunix_rt.errors import TunixRtError
+    from tunix_rt.kernel_metadata import strip_notebook_pins, tunix_rt_metadata
+    from tunix_rt.payload import extract_payload
+
+    folder = shutil.copytree(tiny_bundle, tmp_path / "edited")
+    (folder / name).write_text(text)
+    with pytest.raises(TunixRtError) as refused:
+        load_bundle(folder)
+    assert refused.value.exit_code == EXIT_USAGE and "\n" not in refused.value.message
+    notebook = folder / "kaggle_submission.ipynb"
+    if name == "kaggle_submission.ipynb":
+        with pytest.raises(TunixRtError, match="no embedded payload"):
+            extract_payload(notebook)
+        assert tunix_rt_metadata(notebook.read_bytes()) is None
+        assert strip_notebook_pins(notebook.read_bytes()) == notebook.read_bytes()
+
+
 def packageable_run(tmp_path: Path, bundle: Path | None = None) -> Path:
     """A complete run with its real bundle, evidence and report, that `package` accepts."""
     if bundle is None:
