@@ -35,7 +35,7 @@ from . import kernel_id as kernel_id_rule
 from .bundle import BundleInputs
 from .engine import Context, run_flow
 from .errors import EXIT_KERNEL_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE, TunixRtError
-from .fsutil import read_json, write_json_atomic
+from .fsutil import read_json_object, write_json_atomic
 from .kernel_status import FINISHED, KernelStatus
 from .layout import CHAIN_FILE, OUTPUTS_DIR, STATE_FILE, TRAIN_OUTPUT_SUBDIR
 from .progress import Reporter
@@ -195,11 +195,7 @@ def session_record(k: int, state: RunState, sources: list[str]) -> dict[str, Any
 
 def _run_result(run_dir: Path) -> dict[str, Any]:
     path = Path(run_dir) / OUTPUTS_DIR / TRAIN_OUTPUT_SUBDIR / "run_result.json"
-    try:
-        data = read_json(path)
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    return read_json_object(path) or {}
 
 
 def _wall_s(pushed_at: str | None, finished_at: str | None) -> float | None:

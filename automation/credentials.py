@@ -188,7 +188,7 @@ def _legacy() -> tuple[str, str, str] | None:
         try:
             loaded = json.loads(cfg.read_text(encoding="utf-8") or "{}") or {}
             file_values = loaded if isinstance(loaded, dict) else {}
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             problem = f"{cfg}: unreadable kaggle.json ({type(exc).__name__})"
     user = env_user or file_values.get("username")
     key = env_key or file_values.get("key")

@@ -29,6 +29,16 @@ def dig(obj: Any, *keys: str) -> Any:
     return obj
 
 
+def read_json_object(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """A JSON file that should hold an object, or None when it cannot be read, does not parse (deep nesting
+    included) or holds something else: for files a kernel or a user may have written anything into."""
+    try:
+        data = read_json(path)
+    except (OSError, ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def read_json(path: str | os.PathLike[str]) -> Any:
     """Read a JSON file (UTF-8)."""
     with open(path, encoding="utf-8") as fh:

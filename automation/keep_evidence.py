@@ -13,11 +13,11 @@ stage), so :func:`check` is only asked for flows that would start over.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from .errors import EXIT_USAGE, TunixRtError
 from .evidence import MANIFEST_FILE, SUMMARY_FILE
+from .fsutil import read_json_object
 
 
 def complete_evidence(run_dir: Path) -> bool:
@@ -25,11 +25,7 @@ def complete_evidence(run_dir: Path) -> bool:
     manifest, summary = Path(run_dir) / MANIFEST_FILE, Path(run_dir) / SUMMARY_FILE
     if not (manifest.is_file() and summary.is_file()):
         return False
-    try:
-        data = json.loads(manifest.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and data.get("status") == "complete"
+    return (read_json_object(manifest) or {}).get("status") == "complete"
 
 
 def check(run_dir: Path, command: str, *, force: bool) -> None:

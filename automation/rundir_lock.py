@@ -38,7 +38,7 @@ def _holder(path: Path) -> str:
     """``pid N (command) since T`` from the lock file, as well as it can be read."""
     try:
         info = json.loads(path.read_text(encoding="utf-8", errors="replace") or "{}")
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         info = {}
     if not isinstance(info, dict) or "pid" not in info:
         return "another tunix-rt process"

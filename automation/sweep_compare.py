@@ -22,7 +22,7 @@ from typing import Any
 from . import __version__
 from .errors import TunixRtError
 from .evidence import MANIFEST_FILE, SUMMARY_FILE
-from .fsutil import dumps_json, read_json, write_atomic
+from .fsutil import dumps_json, read_json_object, write_atomic
 from .layout import OUTPUTS_DIR, TRAIN_OUTPUT_SUBDIR
 from .runstate import RunState
 from .sweep import point_status
@@ -57,11 +57,7 @@ def _epoch(text: str | None) -> float | None:
 
 
 def _read(path: Path) -> dict[str, Any]:
-    try:
-        doc = read_json(path)
-    except (OSError, ValueError):
-        return {}
-    return doc if isinstance(doc, dict) else {}
+    return read_json_object(path) or {}
 
 
 def point_row(entry: dict[str, Any], sweep_dir: Path) -> dict[str, Any]:

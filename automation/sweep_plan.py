@@ -22,7 +22,7 @@ from typing import Any
 from . import paths
 from .bundle import BundleInputs
 from .errors import EXIT_USAGE, TunixRtError
-from .fsutil import read_json, write_json_atomic
+from .fsutil import read_json_object, write_json_atomic
 from .progress import Reporter
 from .sweep_grid import (
     GridAxis,
@@ -117,11 +117,9 @@ def write_plan(plan: SweepPlan) -> None:
     path = plan.sweep_dir / PLAN_FILE
     doc = plan.to_dict()
     if path.exists():
-        try:
-            old = read_json(path)
-        except (OSError, ValueError) as exc:
-            raise TunixRtError(f"{path}: unreadable ({exc.__class__.__name__}); use a new --run-dir", EXIT_USAGE) \
-                from None
+        old = read_json_object(path)
+        if old is None or not all(isinstance(p, dict) for p in old.get("points", [])):
+            raise TunixRtError(f"{path}: unreadable (not a sweep plan); use a new --run-dir", EXIT_USAGE)
         for key in _SAME_SWEEP:
             if old.get(key) != doc[key]:
                 raise TunixRtError(f"{path}: this folder holds a sweep with {key} {old.get(key)!r}, not "

@@ -1010,3 +1010,39 @@ def test_the_kernel_container_is_confined(tmp_path: Path) -> None:
     assert int(seen["memory_max"]) == 1 << 30
     assert _rehearsal_containers(client, run_dir) == []
     client.close()
+
+
+def test_json_a_kernel_or_user_wrote_anything_into_never_crashes(tmp_path: Path) -> None:
+    """Files the tool reads back but did not write itself this run (a kernel's run_result.json, an earlier
+    sweep.json, a manifest, a lock file): deep nesting, a list or null is "nothing there" or exit 2."""
+    from tunix_rt.chain import _run_result
+    from tunix_rt.errors import TunixRtError
+    from tunix_rt.fsutil import read_json_object
+    from tunix_rt.keep_evidence import complete_evidence
+    from tunix_rt.progress import Reporter
+    from tunix_rt.rundir_lock import _holder
+    from tunix_rt.sweep_grid import GridAxis
+    from tunix_rt.sweep_plan import make_plan, write_plan
+
+    deep = "[" * 100000 + "]" * 100000
+    for text in (deep, "[]", "null", "{"):
+        path = tmp_path / "doc.json"
+        path.write_text(text)
+        assert read_json_object(path) is None
+        assert _holder(path) == "another tunix-rt process"
+        run = tmp_path / "run"
+        (run / "outputs" / "output").mkdir(parents=True, exist_ok=True)
+        (run / "outputs" / "output" / "run_result.json").write_text(text)
+        assert _run_result(run) == {}
+        (run / MANIFEST_FILE).write_text(text)
+        (run / SUMMARY_FILE).write_text("{}")
+        assert complete_evidence(run) is False
+    plan = make_plan(tmp_path / "sweep", kernel_prefix="alice/hostile-sweep", accelerator="cpu", mode="smoke",
+                     config="training/configs/sft_tiny.yaml", axes=[GridAxis("training.seed", (1, 2))],
+                     reporter=Reporter("sweep"))
+    for text in (deep, "[]", '{"points": [1]}'):
+        (tmp_path / "sweep").mkdir(exist_ok=True)
+        (tmp_path / "sweep" / "sweep.json").write_text(text)
+        with pytest.raises(TunixRtError) as refused:
+            write_plan(plan)
+        assert refused.value.exit_code == EXIT_USAGE and "not a sweep plan" in refused.value.message

@@ -349,8 +349,11 @@ def _bundle_notebook(bundle_dir: Path) -> str:
     if metadata.is_file():
         try:
             name = json.loads(metadata.read_text(encoding="utf-8")).get("code_file") or NOTEBOOK
-        except (OSError, json.JSONDecodeError, AttributeError) as exc:
-            raise TunixRtError(f"{metadata}: unreadable kernel metadata ({exc})", EXIT_USAGE) from exc
+        except (OSError, ValueError, AttributeError, RecursionError) as exc:
+            raise TunixRtError(f"{metadata}: unreadable kernel metadata ({type(exc).__name__})", EXIT_USAGE) \
+                from None
+        if not isinstance(name, str):
+            raise TunixRtError(f"{metadata}: code_file must be a file name", EXIT_USAGE)
     if "/" in name or not (bundle_dir / name).is_file():
         raise TunixRtError(f"{bundle_dir / name}: the bundle's notebook is missing", EXIT_USAGE)
     return name
