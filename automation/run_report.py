@@ -29,7 +29,7 @@ from typing import Any
 
 from .errors import EXIT_USAGE, TunixRtError
 from .evidence import MANIFEST_FILE, SUMMARY_FILE
-from .fsutil import read_json, write_atomic
+from .fsutil import read_json, read_json_object, write_atomic
 from .layout import OUTPUTS_DIR, TRAIN_OUTPUT_SUBDIR
 
 REPORT_HTML = "report.html"
@@ -123,12 +123,10 @@ def _read_jsonl(path: Path, notes: list[str], shown: str) -> list[dict[str, Any]
 def _read_object(path: Path, notes: list[str], shown: str) -> dict[str, Any] | None:
     if not path.is_file():
         return None
-    try:
-        obj = read_json(path)
-    except (OSError, ValueError, RecursionError):
-        notes.append(f"{shown}: unreadable, left out")
-        return None
-    return obj if isinstance(obj, dict) else None
+    obj = read_json_object(path)
+    if obj is None:
+        notes.append(f"{shown}: unreadable or not a JSON object, left out")
+    return obj
 
 
 def load_report_data(run_dir: Path) -> ReportData:
