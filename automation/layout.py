@@ -40,11 +40,6 @@ def bundle_notebook() -> str:
     return f"{BUNDLE_DIR}/{NOTEBOOK_NAME}"
 
 
-def console_log() -> str:
-    """The local/Docker runners' raw log, relative to the run directory."""
-    return f"{RAW_LOG_DIR}/{CONSOLE_LOG}"
-
-
 def kaggle_log(slug: str) -> str:
     """The raw Kaggle log pulled for kernel ``slug``, relative to the run directory."""
     return f"{RAW_LOG_DIR}/{slug}.log"

@@ -35,7 +35,7 @@ from . import hostpaths, kernel_id, paths
 from .errors import EXIT_USAGE, TunixRtError
 from .evidence import EVIDENCE_FILES, MANIFEST_FILE, SUMMARY_FILE
 from .fsutil import link_problem, sha256_bytes, write_atomic
-from .layout import BUNDLE_DIR, METADATA_NAME, NOTEBOOK_NAME
+from .layout import BUNDLE_DIR, METADATA_NAME, NOTEBOOK_NAME, bundle_notebook
 from .payload import extract_payload
 from .redact import Redactor
 from .run_report import REPORT_FILES
@@ -283,7 +283,7 @@ def package(run_dir: Path, output_dir: Path, *, redactor: Redactor | None = None
                       f"({manifest.get('failure_message')}); only a complete run is packaged")
 
     # The notebook that ran: the bundle's, checked against the sha256 the evidence recorded.
-    bundle_rel = f"{BUNDLE_DIR}/{NOTEBOOK_NAME}"
+    bundle_rel = bundle_notebook()
     shown = str(run_dir / bundle_rel)
     notebook = _run_file(run_dir, bundle_rel, "the bundle's notebook: the zip ships the notebook that ran")
     if sha256_bytes(notebook) != manifest.get("bundle_sha256"):

@@ -26,7 +26,7 @@ from typing import Any
 from .errors import EXIT_USAGE, TunixRtError
 from .fsutil import write_json_atomic
 from .kernel_status import KernelStatus
-from .layout import BUNDLE_DIR, NOTEBOOK_NAME, STATE_FILE
+from .layout import STATE_FILE, bundle_notebook
 
 SCHEMA_VERSION = 2
 STAGE_STATUSES = ("running", "done", "failed", "interrupted")
@@ -100,7 +100,7 @@ class BundleRecord:
     eval_set: str | None = None
     mode: str | None = None
     kernel_id: str | None = None
-    path: str = f"{BUNDLE_DIR}/{NOTEBOOK_NAME}"
+    path: str = bundle_notebook()
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -110,7 +110,7 @@ class BundleRecord:
                    size_bytes=f.int("size_bytes"), payload_sha256=f.str("payload_sha256"),
                    config_path=f.str("config_path"), dataset=f.str("dataset"), eval_set=f.str("eval_set"),
                    mode=f.str("mode"), kernel_id=f.str("kernel_id"),
-                   path=f.str("path") or f"{BUNDLE_DIR}/{NOTEBOOK_NAME}", extra=f.unknown(_names(cls)))
+                   path=f.str("path") or bundle_notebook(), extra=f.unknown(_names(cls)))
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(self)
