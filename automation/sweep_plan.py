@@ -23,6 +23,7 @@ from . import paths
 from .bundle import BundleInputs
 from .errors import EXIT_USAGE, TunixRtError
 from .fsutil import read_json_object, write_json_atomic
+from .layout import STATE_FILE
 from .progress import Reporter
 from .sweep_grid import (
     GridAxis,
@@ -126,11 +127,11 @@ def write_plan(plan: SweepPlan) -> None:
                                    f"{doc[key]!r}; use a new --run-dir", EXIT_USAGE)
         ids = {p["id"] for p in doc["points"]}
         doc["points"] = [p for p in old.get("points", []) if p.get("id") not in ids] + doc["points"]
-    elif plan.sweep_dir.is_dir() and (plan.sweep_dir / "run_state.json").exists():
+    elif plan.sweep_dir.is_dir() and (plan.sweep_dir / STATE_FILE).exists():
         raise TunixRtError(f"{plan.sweep_dir}: a run directory, not a sweep folder; use a new --run-dir", EXIT_USAGE)
     for p in plan.points:
         dest = p.config_path(plan.config)
-        state = p.run_dir / "run_state.json"
+        state = p.run_dir / STATE_FILE
         if dest.exists() and state.exists():
             continue  # a started point: its config is what its bundle was built from
         write_point_config(p.config, dest)
