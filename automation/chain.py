@@ -31,6 +31,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tunix_rt.training import contract
+
 from . import kernel_id as kernel_id_rule
 from .bundle import BundleInputs
 from .engine import Context, run_flow
@@ -194,7 +196,7 @@ def session_record(k: int, state: RunState, sources: list[str]) -> dict[str, Any
 
 
 def _run_result(run_dir: Path) -> dict[str, Any]:
-    path = Path(run_dir) / OUTPUTS_DIR / TRAIN_OUTPUT_SUBDIR / "run_result.json"
+    path = Path(run_dir) / OUTPUTS_DIR / TRAIN_OUTPUT_SUBDIR / contract.RUN_RESULT
     return read_json_object(path) or {}
 
 

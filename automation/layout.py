@@ -21,10 +21,12 @@ A chain of sessions (``run --sessions N``, chain.py) is a folder of such run dir
 
 from __future__ import annotations
 
+from tunix_rt.training import contract
+
 STATE_FILE = "run_state.json"
 BUNDLE_DIR = "bundle"
 OUTPUTS_DIR = "outputs"
-TRAIN_OUTPUT_SUBDIR = "output"  # inside outputs/ (the kernel's working dir): where training writes
+TRAIN_OUTPUT_SUBDIR = contract.OUTPUT_SUBDIR  # inside outputs/ (the kernel's working dir): where training writes
 RAW_LOG_DIR = "raw_log"
 
 NOTEBOOK_NAME = "kaggle_submission.ipynb"  # the kernel notebook: kernel/'s template and the bundle's copy

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tunix_rt.training import contract
+
 from .errors import EXIT_USAGE, TunixRtError
 from .evidence import MANIFEST_FILE, SUMMARY_FILE
 from .fsutil import read_json, read_json_object, write_atomic
@@ -150,16 +152,16 @@ def load_report_data(run_dir: Path) -> ReportData:
     data = ReportData(run_dir, docs[0], docs[1])
     out = run_dir / OUTPUTS_DIR / TRAIN_OUTPUT_SUBDIR
     rel = f"{OUTPUTS_DIR}/{TRAIN_OUTPUT_SUBDIR}"
-    metrics = _read_jsonl(out / "metrics.jsonl", data.notes, f"{rel}/metrics.jsonl")
+    metrics = _read_jsonl(out / contract.METRICS, data.notes, f"{rel}/{contract.METRICS}")
     if metrics is None:
-        data.notes.append(f"{rel}/metrics.jsonl is not in this run directory: no loss curve")
+        data.notes.append(f"{rel}/{contract.METRICS} is not in this run directory: no loss curve")
     else:
         data.metrics = sorted((r for r in metrics if isinstance(r.get("step"), int)), key=lambda r: r["step"])
-    data.items = _read_jsonl(out / "predictions.jsonl", data.notes, f"{rel}/predictions.jsonl")
+    data.items = _read_jsonl(out / contract.PREDICTIONS, data.notes, f"{rel}/{contract.PREDICTIONS}")
     if data.items is None:
-        data.notes.append(f"{rel}/predictions.jsonl is not in this run directory: no per-item table")
-    data.eval_results = _read_object(out / "eval_results.json", data.notes, f"{rel}/eval_results.json")
-    data.run_result = _read_object(out / "run_result.json", data.notes, f"{rel}/run_result.json")
+        data.notes.append(f"{rel}/{contract.PREDICTIONS} is not in this run directory: no per-item table")
+    data.eval_results = _read_object(out / contract.EVAL_RESULTS, data.notes, f"{rel}/{contract.EVAL_RESULTS}")
+    data.run_result = _read_object(out / contract.RUN_RESULT, data.notes, f"{rel}/{contract.RUN_RESULT}")
     return data
 
 

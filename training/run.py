@@ -42,6 +42,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from . import contract
 from .batches import DataFitError
 from .checkpoints import CHECKPOINT_DIR, Fingerprint, ResumeError, ResumePoint, config_fingerprint
 from .config import ConfigError, LoadedConfig, TrainConfig, load_config
@@ -266,7 +267,7 @@ class Run:
         plan = self._checkpoint_plan()
         stats, trainer = sft.run_sft(
             model, mesh, batches_lib.training_inputs(data, self.order), self.step_tokens, cfg.training,
-            rule, self.output / "metrics.jsonl", batches_lib.model_inputs_fn(data.pad_id), plan)
+            rule, self.output / contract.METRICS, batches_lib.model_inputs_fn(data.pad_id), plan)
         self.timings["compile"] = round(stats.first_step_s, 3)  # JIT compile + the first step
         self.timings["train"] = round(stats.train_s - stats.first_step_s - stats.checkpoint_s, 3)
         self.fields["training"] = {
@@ -315,8 +316,8 @@ class Run:
         predictions = [build_prediction(item, text) for item, text in zip(inp.eval_items, raw, strict=True)]
         results = score(predictions, inp.eval_items, eval_set=inp.eval_path.name,
                         eval_set_sha256=eval_set_sha256(inp.eval_path))
-        write_jsonl(self.output / "predictions.jsonl", predictions)
-        write_json(self.output / "eval_results.json", results)
+        write_jsonl(self.output / contract.PREDICTIONS, predictions)
+        write_json(self.output / contract.EVAL_RESULTS, results)
         keys = ("answer_correctness", "format_compliance", "n_items", "n_correct", "n_well_formed")
         self.fields["eval"] = {k: results[k] for k in keys}
         self._phase("score", t)
@@ -377,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         status, error = "failed", "interrupted"
     result = run.result(status, error)
-    write_json(output / "run_result.json", result)
+    write_json(output / contract.RUN_RESULT, result)
     if status == "failed":
         _say(f"error: {error[:500]}")
         return EXIT_FAILED
