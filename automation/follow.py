@@ -115,12 +115,13 @@ class Follower:
         self.status = ""  # live: one line above the panel (the Kaggle verbs' status: version, status, next poll)
 
     @classmethod
-    def for_terminal(cls, *, json_mode: bool, command: str, out: TextIO | None = None) -> Follower:
-        """``json`` with ``--json``; else ``live`` on a terminal, ``plain`` elsewhere (pipes, CI logs)."""
+    def for_terminal(cls, *, json_mode: bool, command: str, out: TextIO | None = None, **options: Any) -> Follower:
+        """``json`` with ``--json``; else ``live`` on a terminal, ``plain`` elsewhere (pipes, CI logs).
+        ``options`` are the other keyword arguments of the constructor."""
         if json_mode:
-            return cls("json", command=command, out=out)
+            return cls("json", command=command, out=out, **options)
         stream = out or sys.stdout
-        return cls("live" if stream.isatty() else "plain", command=command, out=out)
+        return cls("live" if stream.isatty() else "plain", command=command, out=out, **options)
 
     @property
     def out(self) -> TextIO:

@@ -62,8 +62,8 @@ class Reporter:
         if follow or (kernel_console and json_mode):  # a console to show: live panel, plain lines or events
             from .follow import Follower
 
-            mode = "json" if json_mode else ("live" if sys.stdout.isatty() else "plain")
-            self.follower = Follower(mode, command=command, clock=clock, start=self._start, emit=self._emit)
+            self.follower = Follower.for_terminal(json_mode=json_mode, command=command, clock=clock,
+                                                  start=self._start, emit=self._emit)
 
     # --- lifecycle ------------------------------------------------------------------------------------
     def __enter__(self) -> Reporter:

@@ -23,7 +23,6 @@ from pathlib import Path
 
 from .. import knobs
 
-ENV = knobs.JAX_CACHE.env
 _OFF = {"0", "off", "false", "no", "none"}
 CONTAINER_DIR = "/var/cache/tunix-rt-jax"  # where the Docker runner mounts the host folder
 
