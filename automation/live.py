@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,11 +129,6 @@ class LiveMetrics:
         if line.strip():  # blank lines (papermill adds one after each output) would only eat screen rows
             self.tail.append(line)
         return LogEvent(line, t)
-
-    def feed_lines(self, lines: Iterable[str]) -> Iterator[Event]:
-        """Events for lines as they come (a generator: it reads the source lazily)."""
-        for line in lines:
-            yield self.feed(line)
 
 
 def format_duration(seconds: float | None) -> str:

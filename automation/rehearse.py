@@ -13,10 +13,9 @@ failure exits 1.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from .bundle import BundleInfo, BundleInputs
 from .engine import Context, run_flow
@@ -55,15 +54,6 @@ def backend_choice(backend: str) -> tuple[str, str]:
     chosen = "docker" if available else "local"
     why = "a Docker daemon answered" if available else "no Docker daemon answered"
     return chosen, f"backend: {chosen} (auto: {why} at {docker_host()})"
-
-
-def choose_backend(backend: str, stream: TextIO | None = sys.stdout) -> str:
-    """:func:`backend_choice`, printing its line to ``stream``."""
-    chosen, line = backend_choice(backend)
-    if stream is not None:
-        stream.write(line + "\n")
-        stream.flush()
-    return chosen
 
 
 def rehearse(run_dir: Path, inputs: BundleInputs, reporter: Reporter, *, backend: str = "auto",

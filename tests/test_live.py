@@ -62,21 +62,6 @@ def test_panel_state_counts_down_between_lines_and_stops_at_the_end() -> None:
     assert state.elapsed_at(live.now()) == 21.0 and state.eta_at(live.now()) == 0.0  # finished: clocks stop
 
 
-def test_feed_lines_is_lazy_for_any_line_source() -> None:
-    live = LiveMetrics(clock=Clock())
-    seen = []
-
-    def source():
-        for line in ("a", format_line(_record(1)), "b"):
-            seen.append(line)
-            yield line
-
-    events = live.feed_lines(source())
-    assert seen == []
-    assert isinstance(next(events), LogEvent) and len(seen) == 1
-    assert [type(e).__name__ for e in events] == ["MetricEvent", "LogEvent"]
-
-
 def test_progress_text_and_panel_show_what_a_person_needs() -> None:
     clock = Clock()
     live = LiveMetrics(clock=clock)

@@ -24,7 +24,7 @@ from tunix_rt.errors import EXIT_KERNEL_FAILED
 from tunix_rt.fsutil import read_json, sha256_file
 from tunix_rt.hostpaths import TEMP_MARKERS
 from tunix_rt.package import NOTEBOOK, package
-from tunix_rt.rehearse import choose_backend
+from tunix_rt.rehearse import backend_choice
 from tunix_rt.runners import compile_cache
 from tunix_rt.runners.docker import docker_available, docker_host
 from tunix_rt.runstate import RunState
@@ -37,17 +37,13 @@ BOGUS_BASE = "tunix-rt/no-such-base:0"  # no registry, no such local image: the 
 
 
 def test_explicit_backend_is_used_as_given() -> None:
-    out = io.StringIO()
-    assert choose_backend("local", out) == "local"
-    assert out.getvalue() == "backend: local\n"
+    assert backend_choice("local") == ("local", "backend: local")
 
 
 def test_auto_falls_back_to_local_without_a_daemon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     address = f"unix://{tmp_path / 'no-daemon.sock'}"
     monkeypatch.setenv("DOCKER_HOST", address)
-    out = io.StringIO()
-    assert choose_backend("auto", out) == "local"
-    assert out.getvalue() == f"backend: local (auto: no Docker daemon answered at {address})\n"
+    assert backend_choice("auto") == ("local", f"backend: local (auto: no Docker daemon answered at {address})")
 
 
 def test_docker_knobs_are_flags_in_help(capsys: pytest.CaptureFixture[str]) -> None:
