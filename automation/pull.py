@@ -32,7 +32,7 @@ from typing import Any
 
 from .errors import EXIT_API, EXIT_USAGE, TunixRtError
 from .fsutil import sha256_file, write_atomic
-from .kaggle_client import KaggleClient, NotVisible, UrlExpired, not_visible_error
+from .kaggle_client import Downloaded, KaggleClient, NotVisible, UrlExpired, not_visible_error
 from .kernel_status import FINISHED, KernelStatus
 from .layout import OUTPUTS_DIR, kaggle_log
 from .logtext import utf8
@@ -147,6 +147,25 @@ def check_finished(state: RunState, client: KaggleClient) -> None:
     kaggle.status, kaggle.failure_message = status, failure or None
 
 
+def _download(client: KaggleClient, pager: _Pager, token: str | None, name: str, url: str, target: Path,
+              reporter: Reporter) -> tuple[Downloaded, int]:
+    """Download output ``name`` of the page listed with ``token`` into ``target``, listing the page again for
+    a fresh signed URL when one expired (at most ``URL_REFRESHES`` times; then exit 5); what came and how
+    many URLs expired."""
+    for refresh in range(URL_REFRESHES):
+        try:
+            return client.download(url, target, name), refresh
+        except UrlExpired as exc:
+            reporter.warn(f"download {name}: HTTP {exc.http_status} (the signed URL expired); "
+                          "listing its page again for a fresh one")
+            url = pager.fresh_url(token, name)
+    try:
+        return client.download(url, target, name), URL_REFRESHES
+    except UrlExpired as exc:
+        raise TunixRtError(f"download {name}: its signed URL kept answering HTTP "
+                           f"{exc.http_status} after {URL_REFRESHES} fresh ones", EXIT_API) from exc
+
+
 def download_outputs(state: RunState, client: KaggleClient, reporter: Reporter) -> PullResult:
     """All pages, all files, the raw log (see the module docstring)."""
     run_dir, kaggle = state.run_dir, state.kaggle
@@ -185,19 +204,8 @@ def download_outputs(state: RunState, client: KaggleClient, reporter: Reporter) 
                 skipped += 1
                 files.append(rel)
                 continue
-            url = str(item.url)
-            for refresh in range(URL_REFRESHES + 1):
-                try:
-                    got = client.download(url, target, name)
-                    break
-                except UrlExpired as exc:
-                    if refresh == URL_REFRESHES:
-                        raise TunixRtError(f"download {name}: its signed URL kept answering HTTP "
-                                           f"{exc.http_status} after {URL_REFRESHES} fresh ones", EXIT_API) from exc
-                    expired += 1
-                    reporter.warn(f"download {name}: HTTP {exc.http_status} (the signed URL expired); "
-                                  "listing its page again for a fresh one")
-                    url = pager.fresh_url(token, name)
+            got, refreshed = _download(client, pager, token, name, str(item.url), target, reporter)
+            expired += refreshed
             kaggle.pulled_files[name] = PulledFile(got.size, got.sha256)
             state.write()  # a rerun after a crash does not fetch this file again
             total += got.size
