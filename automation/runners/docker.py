@@ -46,7 +46,7 @@ from ..layout import CONSOLE_LOG, EXECUTED_NOTEBOOK, METADATA_NAME, OUTPUTS_DIR,
 from ..layout import NOTEBOOK_NAME as NOTEBOOK
 from ..paths import kernel_dir, project_root
 from . import DEFAULT_MEMORY, DEFAULT_PIDS_LIMIT, RunOutcome, compile_cache
-from .gpus import parse_gpus
+from .gpus import GpuRequest, parse_gpus
 
 if TYPE_CHECKING:
     import docker
@@ -256,35 +256,9 @@ def run_docker(
         with tempfile.TemporaryDirectory(prefix="tunix-rt-kaggle-input-") as input_dir:
             # The bundle is self-contained, so /kaggle/input is empty; it exists, read-only, as on Kaggle.
             os.chmod(input_dir, 0o755)
-            papermill = ["papermill", "--log-output", "--no-progress-bar", "-k", "python3",
-                         "--cwd", WORKING_MOUNT, f"{SRC_MOUNT}/{notebook}",
-                         f"{WORKING_MOUNT}/{EXECUTED_NOTEBOOK}"]
-            # Kaggle runs kernels as root; hand the outputs to the host user at the end, whatever the result.
-            volumes = {
-                str(bundle_dir): {"bind": SRC_MOUNT, "mode": "ro"},
-                input_dir: {"bind": INPUT_MOUNT, "mode": "ro"},
-                str(outputs_dir): {"bind": WORKING_MOUNT, "mode": "rw"},
-            }
-            environment = {"KAGGLE_KERNEL_RUN_TYPE": "Batch"}
-            owned = WORKING_MOUNT
-            cache = compile_cache.host_dir("docker", jax_cache)
-            if cache is not None:  # a warm rehearsal skips recompiling (see compile_cache)
-                volumes[str(cache)] = {"bind": compile_cache.CONTAINER_DIR, "mode": "rw"}
-                environment.update(compile_cache.kernel_env(compile_cache.CONTAINER_DIR))
-                owned += f" {compile_cache.CONTAINER_DIR}"
-            script = f'"$@"; rc=$?; chown -R {os.getuid()}:{os.getgid()} {owned}; exit $rc'
-            kwargs: dict[str, Any] = dict(
-                command=["sh", "-c", script, "papermill", *papermill],
-                volumes=volumes,
-                working_dir=WORKING_MOUNT,
-                environment=environment,
-                network_mode=network,
-                shm_size="1g",  # Docker's 64 MB default is smaller than any Kaggle machine's
-                labels={LABEL_ROLE: "rehearsal", LABEL_RUN_DIR: str(run_dir), LABEL_INVOCATION: invocation},
-                **hardening(memory, pids_limit),
-            )
-            if gpu_request is not None:
-                kwargs["device_requests"] = gpu_request.device_requests()
+            kwargs = _container_options(notebook, bundle_dir, input_dir, outputs_dir, run_dir, invocation,
+                                        network=network, jax_cache=jax_cache, memory=memory,
+                                        pids_limit=pids_limit, gpu_request=gpu_request)
             try:
                 container = client.containers.create(image, **kwargs)
             except docker.errors.APIError as exc:
@@ -321,6 +295,43 @@ def run_docker(
     elif exit_code == 137:
         detail += " (killed: out of memory?)"
     return RunOutcome("docker", exit_code, outputs_dir, log_path, wall_s, detail)
+
+
+def _container_options(notebook: str, bundle_dir: Path, input_dir: str, outputs_dir: Path, run_dir: Path,
+                       invocation: str, *, network: str, jax_cache: str | None, memory: str, pids_limit: int,
+                       gpu_request: GpuRequest | None) -> dict[str, Any]:
+    """The ``containers.create`` keyword arguments of a rehearsal: papermill on the bundle's ``notebook``,
+    the Kaggle mounts, the compilation cache, the labels that find it again, the limits and the GPUs."""
+    papermill = ["papermill", "--log-output", "--no-progress-bar", "-k", "python3",
+                 "--cwd", WORKING_MOUNT, f"{SRC_MOUNT}/{notebook}",
+                 f"{WORKING_MOUNT}/{EXECUTED_NOTEBOOK}"]
+    # Kaggle runs kernels as root; hand the outputs to the host user at the end, whatever the result.
+    volumes = {
+        str(bundle_dir): {"bind": SRC_MOUNT, "mode": "ro"},
+        input_dir: {"bind": INPUT_MOUNT, "mode": "ro"},
+        str(outputs_dir): {"bind": WORKING_MOUNT, "mode": "rw"},
+    }
+    environment = {"KAGGLE_KERNEL_RUN_TYPE": "Batch"}
+    owned = WORKING_MOUNT
+    cache = compile_cache.host_dir("docker", jax_cache)
+    if cache is not None:  # a warm rehearsal skips recompiling (see compile_cache)
+        volumes[str(cache)] = {"bind": compile_cache.CONTAINER_DIR, "mode": "rw"}
+        environment.update(compile_cache.kernel_env(compile_cache.CONTAINER_DIR))
+        owned += f" {compile_cache.CONTAINER_DIR}"
+    script = f'"$@"; rc=$?; chown -R {os.getuid()}:{os.getgid()} {owned}; exit $rc'
+    kwargs: dict[str, Any] = dict(
+        command=["sh", "-c", script, "papermill", *papermill],
+        volumes=volumes,
+        working_dir=WORKING_MOUNT,
+        environment=environment,
+        network_mode=network,
+        shm_size="1g",  # Docker's 64 MB default is smaller than any Kaggle machine's
+        labels={LABEL_ROLE: "rehearsal", LABEL_RUN_DIR: str(run_dir), LABEL_INVOCATION: invocation},
+        **hardening(memory, pids_limit),
+    )
+    if gpu_request is not None:
+        kwargs["device_requests"] = gpu_request.device_requests()
+    return kwargs
 
 
 def hardening(memory: str = DEFAULT_MEMORY, pids_limit: int = DEFAULT_PIDS_LIMIT) -> dict[str, Any]:
