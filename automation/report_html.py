@@ -13,6 +13,8 @@ import html
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from tunix_rt.training import contract
+
 from . import __version__
 from .redact import Redactor
 
@@ -99,7 +101,7 @@ def _kv(rows: Iterable[tuple[str, str]]) -> str:
 
 def _header(data: ReportData, t: _Text) -> str:
     m = data.manifest
-    status = m.get("status") if m.get("status") in ("complete", "cut_for_time", "failed") else "failed"
+    status = m.get("status") if m.get("status") in contract.RUN_STATUSES else "failed"
     env = _dict(m.get("environment"))
     parts = [f"<code>{t(m.get('model_id'))}</code>", f"{t(m.get('mode'))} run",
              f"platform {t(env.get('platform'))}", f"finished {t(m.get('timestamp'))} (UTC)"]
