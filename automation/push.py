@@ -141,17 +141,9 @@ def push(state: RunState, plan: PushPlan, bundle_dir: Path, opts: PushOptions, c
     """SaveKernel of ``bundle_dir`` once, recording the version in ``state``. See the module docstring."""
     kaggle = state.kaggle_record()
     kernel_id = plan.kernel_id
-    pending = kaggle.push_attempt
-    if pending and pending.kernel_ref == kernel_id:
-        until = _epoch(pending.started_at) + opts.settle_s
-        if until > time.time():
-            reporter.warn(f"an earlier push of this run may still complete on Kaggle: looking for "
-                          f"v{pending.previous_version + 1} for up to {until - time.time():.0f} s (--push-settle)")
-        landed = kernel_versions.landed(client, kernel_id, pending.previous_version, client.policy.sleep,
-                                        _landing_spacing(client), until=until)
-        if landed:
-            reporter.warn(f"an earlier push of this run reached Kaggle as v{landed}; not pushing again")
-            return _record_success(state, plan, landed, _kernel_url(kernel_id), None, reporter, how="landed")
+    earlier = _earlier_push_landed(state, plan, opts, client, reporter)
+    if earlier is not None:
+        return earlier
     kernel = plan.kernel
     previous = kernel.latest
     kaggle.push_attempt = PushAttempt(kernel_ref=kernel_id, previous_version=previous,
@@ -201,6 +193,26 @@ def push(state: RunState, plan: PushPlan, bundle_dir: Path, opts: PushOptions, c
             client.policy.sleep(min(client.policy.max_wait_s, client.policy.base_s * 2 ** attempt))
     raise TunixRtError(f"push of {kernel_id} failed {PUSH_ATTEMPTS} times ({retry.describe(last)}); "
                        f"Kaggle shows no v{previous + 1}, so it is safe to run push again", EXIT_API)
+
+
+def _earlier_push_landed(state: RunState, plan: PushPlan, opts: PushOptions, client: KaggleClient,
+                         reporter: Reporter) -> PushResult | None:
+    """The result of this run's earlier push of the same kernel whose outcome was never seen, when it reached
+    Kaggle (looked for until its settle window ends); None when there was none or it did not land."""
+    pending = state.kaggle_record().push_attempt
+    kernel_id = plan.kernel_id
+    if not pending or pending.kernel_ref != kernel_id:
+        return None
+    until = _epoch(pending.started_at) + opts.settle_s
+    if until > time.time():
+        reporter.warn(f"an earlier push of this run may still complete on Kaggle: looking for "
+                      f"v{pending.previous_version + 1} for up to {until - time.time():.0f} s (--push-settle)")
+    landed = kernel_versions.landed(client, kernel_id, pending.previous_version, client.policy.sleep,
+                                    _landing_spacing(client), until=until)
+    if not landed:
+        return None
+    reporter.warn(f"an earlier push of this run reached Kaggle as v{landed}; not pushing again")
+    return _record_success(state, plan, landed, _kernel_url(kernel_id), None, reporter, how="landed")
 
 
 def _epoch(utc: str | None) -> float:
