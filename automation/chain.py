@@ -27,7 +27,6 @@ exit 3 (EXIT_TIMEOUT); the same command with a larger ``--sessions`` continues i
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +41,7 @@ from .kernel_status import FINISHED, KernelStatus
 from .layout import CHAIN_FILE, OUTPUTS_DIR, STATE_FILE, TRAIN_OUTPUT_SUBDIR
 from .progress import Reporter
 from .runners.kaggle import KaggleRunner
-from .runstate import RunState
+from .runstate import RunState, utc_epoch
 from .stages import flow_stages
 
 CHAIN_SCHEMA_VERSION = 1
@@ -202,12 +201,8 @@ def _run_result(run_dir: Path) -> dict[str, Any]:
 
 def _wall_s(pushed_at: str | None, finished_at: str | None) -> float | None:
     """Push to finish, as Kaggle's times say (queueing included: what the session cost in waiting)."""
-    try:
-        start, end = (datetime.strptime(t or "", "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-                      for t in (pushed_at, finished_at))
-    except ValueError:
-        return None
-    return (end - start).total_seconds()
+    start, end = utc_epoch(pushed_at), utc_epoch(finished_at)
+    return None if start is None or end is None else end - start
 
 
 def chain_document(plan: ChainPlan, records: list[dict[str, Any]], *, finished: bool,

@@ -40,7 +40,6 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +52,7 @@ from .kaggle_client import KaggleClient, platform_for
 from .kernel_status import KernelStatus
 from .layout import METADATA_NAME
 from .progress import Reporter
-from .runstate import KaggleRecord, PushAttempt, RunState
+from .runstate import KaggleRecord, PushAttempt, RunState, utc_epoch, utc_now
 
 # Kaggle's own session limits when none is sent: 9 h on GPU/TPU, 12 h on CPU.
 DEFAULT_SESSION_S = {"gpu": 9 * 3600, "tpu": 9 * 3600, "cpu": 12 * 3600}
@@ -95,10 +94,6 @@ class PushResult:
     version_number: int
     url: str | None
     how: str = "pushed"
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def resolve_accelerator(name: str, reporter: Reporter) -> accelerators.Accelerator:
@@ -203,7 +198,7 @@ def _earlier_push_landed(state: RunState, plan: PushPlan, opts: PushOptions, cli
     kernel_id = plan.kernel_id
     if not pending or pending.kernel_ref != kernel_id:
         return None
-    until = _epoch(pending.started_at) + opts.settle_s
+    until = (utc_epoch(pending.started_at) or 0.0) + opts.settle_s  # unreadable: settled long ago
     if until > time.time():
         reporter.warn(f"an earlier push of this run may still complete on Kaggle: looking for "
                       f"v{pending.previous_version + 1} for up to {until - time.time():.0f} s (--push-settle)")
@@ -213,15 +208,6 @@ def _earlier_push_landed(state: RunState, plan: PushPlan, opts: PushOptions, cli
         return None
     reporter.warn(f"an earlier push of this run reached Kaggle as v{landed}; not pushing again")
     return _record_success(state, plan, landed, _kernel_url(kernel_id), None, reporter, how="landed")
-
-
-def _epoch(utc: str | None) -> float:
-    """``push_attempt.started_at`` (``utc_now()``'s format) as seconds since the epoch; 0 when unreadable
-    (an attempt of unknown age has settled long ago)."""
-    try:
-        return datetime.strptime(utc or "", "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
-    except ValueError:
-        return 0.0
 
 
 def _landing_spacing(client: KaggleClient) -> float:

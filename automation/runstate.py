@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,21 @@ from .layout import STATE_FILE, bundle_notebook
 
 SCHEMA_VERSION = 2
 STAGE_STATUSES = ("running", "done", "failed", "interrupted")
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # the UTC times the state records (pushed_at, finished_at, started_at, …)
+
+
+def utc_now() -> str:
+    """Now, as the run state records times (:data:`TIME_FORMAT`)."""
+    return datetime.now(UTC).strftime(TIME_FORMAT)
+
+
+def utc_epoch(text: str | None) -> float | None:
+    """A time the run state recorded (:func:`utc_now`'s format) as seconds since the epoch; None when it is
+    missing or unreadable."""
+    try:
+        return datetime.strptime(text or "", TIME_FORMAT).replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
 
 
 def state_path(run_dir: Path) -> Path:

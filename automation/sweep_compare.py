@@ -15,7 +15,6 @@ import base64
 import html
 import io
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from .errors import TunixRtError
 from .evidence import MANIFEST_FILE, SUMMARY_FILE
 from .fsutil import dumps_json, read_json_object, write_atomic
 from .layout import OUTPUTS_DIR, TRAIN_OUTPUT_SUBDIR
-from .runstate import RunState
+from .runstate import RunState, utc_epoch
 from .sweep import point_status
 from .sweep_plan import PLAN_FILE
 
@@ -49,13 +48,6 @@ def _num(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def _epoch(text: str | None) -> float | None:
-    try:
-        return datetime.strptime(text or "", "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
-    except ValueError:
-        return None
-
-
 def _read(path: Path) -> dict[str, Any]:
     return read_json_object(path) or {}
 
@@ -69,7 +61,7 @@ def point_row(entry: dict[str, Any], sweep_dir: Path) -> dict[str, Any]:
     metrics = summary.get("metrics") if isinstance(summary.get("metrics"), dict) else {}
     training = manifest.get("training") if isinstance(manifest.get("training"), dict) else {}
     kaggle = state.kaggle
-    pushed, ended = (_epoch(kaggle.pushed_at), _epoch(kaggle.finished_at)) if kaggle else (None, None)
+    pushed, ended = (utc_epoch(kaggle.pushed_at), utc_epoch(kaggle.finished_at)) if kaggle else (None, None)
     package = state.stage("package")
     zip_path = package.details.get("zip") if package is not None and package.done else None
     return {

@@ -57,8 +57,7 @@ from .kernel_status import ACTIVE, FINISHED, TERMINAL, KernelStatus
 from .log_follow import StreamFeed
 from .log_stream import SERVED_S, LogStreamWatch
 from .progress import Reporter
-from .push import utc_now
-from .runstate import KaggleRecord, RunState
+from .runstate import KaggleRecord, RunState, utc_now
 
 QUEUE_MARGIN_S = 30 * 60
 GROWTH = 1.5
