@@ -145,7 +145,7 @@ def run_chain(run_dir: Path, plan: ChainPlan, inputs: BundleInputs, runner: Kagg
 def _check_resumable(state: RunState, k: int) -> None:
     """A session whose kernel ended in ERROR or was cancelled cannot be resumed from (nothing was saved)."""
     kaggle = state.kaggle
-    if kaggle is None or kaggle.status is None or kaggle.status not in FINISHED:
+    if kaggle is None or kaggle.status not in FINISHED:
         return
     if kaggle.status != KernelStatus.COMPLETE:
         raise TunixRtError(f"session {k} ({kaggle.label}) ended {kaggle.status}: the chain cannot go on from it; "

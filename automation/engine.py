@@ -17,9 +17,10 @@ For each stage :func:`run_flow`
    (when the run has a state file already: a refused first stage leaves nothing behind), then the error
    propagates. A result with ``stop`` ends the flow there with that exit code.
 
-Stages with ``record = False`` (pre-flight checks) leave no record and write nothing. Later work hooks in
-here: more stages (a settle window after push), conditions (``skip``), an external poller driving the wait
-stage's :class:`~tunix_rt.wait.VersionWait`.
+Stages with ``record = False`` (pre-flight checks) leave no record and write nothing. The other drivers run
+their flows through here too: ``run --sessions`` one flow per session (chain.py), and the sweep each point's
+flow in slices, its wait stage fed by the sweep's one poller (sweep.py ``PolledWaitStage`` over
+:class:`~tunix_rt.wait.VersionWait`).
 """
 
 from __future__ import annotations
