@@ -233,6 +233,10 @@ class Scheduler:
         self._client = client
         return client
 
+    def _api_calls(self) -> int:
+        """The API calls of the sweep's one Kaggle client so far (0 before it signed in)."""
+        return self._client.calls if self._client is not None else 0
+
     def running(self) -> list[PointRun]:
         return [p for p in self.points if p.phase == RUNNING]
 
@@ -351,7 +355,7 @@ class Scheduler:
         if self.deadline is not None:
             wake = min(wake, self.deadline)
         if wake > now:
-            self._status_line(running, wake - now)
+            self._status_line(wake - now)
             if wake == float("inf"):  # nothing to poll and nothing may be pushed: cannot happen
                 raise AssertionError("sweep scheduler: nothing to wait for")
             self._pause(wake - now, [w for _, w in watches])
@@ -420,17 +424,17 @@ class Scheduler:
             self.blocked_until, self.backoff = None, self.options.wait.poll_max
         point.ctx.reporter.event("point_failed", f"failed (exit {code}): {message}", exit_code=code, error=message)
 
-    def _status_line(self, running: list[PointRun], pause: float) -> None:
+    def _status_line(self, pause: float) -> None:
         counts = {phase: sum(p.phase == phase for p in self.points) for phase in (RUNNING, PENDING, COMPLETED,
                                                                                   FAILED)}
-        calls = self._client.calls if self._client is not None else 0
+        calls = self._api_calls()
         text = (f"sweep: {counts[RUNNING]} running, {counts[PENDING]} pending, {counts[COMPLETED]} completed, "
                 f"{counts[FAILED]} failed; next look in {pause:.0f} s ({calls} API calls)")
         self.reporter.status_line(text, key=f"{counts}")
 
     # --- the end -----------------------------------------------------------------------------------
     def _outcome(self) -> SweepOutcome:
-        calls = self._client.calls if self._client is not None else 0
+        calls = self._api_calls()
         failed = [p for p in self.points if p.phase == FAILED]
         left = [p for p in self.points if p.phase in (PENDING, RUNNING)]
         completed = len(self.points) - len(failed) - len(left)
