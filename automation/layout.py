@@ -33,6 +33,7 @@ NOTEBOOK_NAME = "kaggle_submission.ipynb"  # the kernel notebook: kernel/'s temp
 METADATA_NAME = "kernel-metadata.json"  # what `kaggle kernels push` reads from the bundle folder
 EXECUTED_NOTEBOOK = "__notebook__.ipynb"  # papermill's executed copy, in the working dir as on Kaggle
 CONSOLE_LOG = "console.log"  # raw_log/ file of the local and Docker runners
+SWEEP_FILE = "sweep.json"  # a sweep (tunix-rt sweep): its plan, in the sweep's folder (sweep_plan.py)
 CHAIN_FILE = "chain.json"  # a chain of sessions (run --sessions): the summary in the chain's folder (chain.py)
 TRACEBACK_FILE = "tunix_rt_traceback.txt"  # an unexpected error's redacted traceback (crash.py)
 

@@ -23,7 +23,7 @@ from . import paths
 from .bundle import BundleInputs
 from .errors import EXIT_USAGE, TunixRtError
 from .fsutil import read_json_object, write_json_atomic
-from .layout import STATE_FILE
+from .layout import STATE_FILE, SWEEP_FILE
 from .progress import Reporter
 from .sweep_grid import (
     GridAxis,
@@ -36,7 +36,7 @@ from .sweep_grid import (
     write_point_config,
 )
 
-PLAN_FILE = "sweep.json"
+PLAN_FILE = SWEEP_FILE
 PLAN_SCHEMA = 1
 _SAME_SWEEP = ("kernel_prefix", "accelerator", "mode", "config")
 
@@ -136,8 +136,3 @@ def write_plan(plan: SweepPlan) -> None:
             continue  # a started point: its config is what its bundle was built from
         write_point_config(p.config, dest)
     write_json_atomic(path, doc)
-
-
-def is_sweep_dir(folder: Path) -> bool:
-    """A folder written by `tunix-rt sweep` (it holds sweep.json)."""
-    return (Path(folder) / PLAN_FILE).is_file()

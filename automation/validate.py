@@ -36,8 +36,8 @@ from tunix_rt.training import contract
 from . import hostpaths, paths
 from .evidence import LOG_FILE, MANIFEST_FILE, SUMMARY_FILE
 from .fsutil import link_problem
+from .layout import SWEEP_FILE
 from .redact import Redactor
-from .sweep_plan import is_sweep_dir
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 MANIFEST_SCHEMA = "run_manifest.schema.json"
@@ -300,7 +300,7 @@ def default_run_dirs(base: Path | None = None) -> list[Path]:
         return []
     out = []
     for folder in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        if is_sweep_dir(folder):
+        if (folder / SWEEP_FILE).is_file():
             out += sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
         else:
             out.append(folder)
