@@ -45,12 +45,14 @@ def test_rescore_writes_eval_results(tmp_path: Path) -> None:
                         "by_category", "eval_set", "eval_set_sha256"}
 
 
-@pytest.mark.parametrize("problem", ["missing_predictions", "bad_line", "missing_eval"])
+@pytest.mark.parametrize("problem", ["missing_predictions", "bad_line", "deep_line", "missing_eval"])
 def test_rescore_bad_input_is_one_line_exit_2(tmp_path: Path, problem: str) -> None:
     preds = tmp_path / "predictions.jsonl"
     eval_set = DEFAULT_EVAL_SET
     if problem == "bad_line":
         preds.write_text('{"id": "eval-001", "raw_output": "x"}\n{not json\n', encoding="utf-8")
+    elif problem == "deep_line":  # nested deeper than the parser goes
+        preds.write_text("[" * 100000 + "]" * 100000 + "\n", encoding="utf-8")
     elif problem == "missing_eval":
         preds.write_text("", encoding="utf-8")
         eval_set = tmp_path / "nope.jsonl"

@@ -182,6 +182,8 @@ def read_predictions(path: str | Path) -> list[dict[str, Any]]:
             rec = json.loads(line)
         except json.JSONDecodeError as exc:
             raise PredictionsError(f"predictions file {path} line {lineno}: not valid JSON ({exc.msg})") from None
+        except RecursionError:  # nested deeper than the parser goes: a kernel may have written anything
+            raise PredictionsError(f"predictions file {path} line {lineno}: nested too deeply") from None
         if not isinstance(rec, dict):
             raise PredictionsError(f"predictions file {path} line {lineno}: expected a JSON object")
         out.append(rec)
