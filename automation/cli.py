@@ -228,7 +228,7 @@ def _add_push_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--push-settle", metavar="SECONDS", type=float, default=None,
                    help="after a push whose reply never came (read timeout, dropped connection, a kill), look "
                         "for the version it may still create this long before pushing again ("
-                        + knobs.help_default(knobs.PUSH_SETTLE, "300") + ")")
+                        + knobs.help_default(knobs.PUSH_SETTLE) + ")")
 
 
 def _add_push(sub: argparse._SubParsersAction) -> None:
@@ -245,7 +245,7 @@ def _add_wait_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stale-grace", metavar="SECONDS", type=_non_negative, default=None,
                    help="after the push, a terminal status not preceded by QUEUED/RUNNING is taken for the previous "
                         "session and a 403 for \"not visible yet\" this long ("
-                        + knobs.help_default(knobs.STALE_GRACE, "30") + ")")
+                        + knobs.help_default(knobs.STALE_GRACE) + ")")
     p.add_argument("--no-log-stream", dest="log_stream", action="store_const", const=False, default=None,
                    help="do not follow the kernel's log stream to see the end at once; poll only ("
                         + knobs.help_default(knobs.LOG_STREAM, "on") + "; 0 turns it off)")
@@ -312,7 +312,7 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
                    help="cap of that interval (default 60; with N points running each is asked every N intervals)")
     p.add_argument("--push-settle", metavar="SECONDS", type=float, default=None,
                    help="after a push whose reply never came, look for the version it may still create this long "
-                        "before pushing that point again (" + knobs.help_default(knobs.PUSH_SETTLE, "300") + ")")
+                        "before pushing that point again (" + knobs.help_default(knobs.PUSH_SETTLE) + ")")
     p.add_argument("--no-log-stream", dest="log_stream", action="store_const", const=False, default=None,
                    help="do not follow the running kernels' log streams to see their ends at once; poll only ("
                         + knobs.help_default(knobs.LOG_STREAM, "on") + ")")

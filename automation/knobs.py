@@ -30,10 +30,11 @@ class Knob:
     env: str
     what: str
     flag: str | None = None  # None: test/CI tuning, listed in docs/kaggle.md
+    default: float | None = None  # a flag's numeric default, defined here once (its module and --help read it)
 
 
 STALE_GRACE = Knob("TUNIX_RT_STALE_GRACE_S", "seconds after a push in which a terminal status or a 403 is "
-                   "taken for the previous version / not visible yet (default 30)", "--stale-grace")
+                   "taken for the previous version / not visible yet (default 30)", "--stale-grace", 30.0)
 LOG_STREAM = Knob("TUNIX_RT_LOG_STREAM", "0 turns the kernel's log stream off while waiting (default on)",
                   "--no-log-stream")
 BASE_IMAGE = Knob("TUNIX_RT_BASE_IMAGE", "FROM of the default kernel image (default python:3.12-slim-bookworm)",
@@ -41,7 +42,7 @@ BASE_IMAGE = Knob("TUNIX_RT_BASE_IMAGE", "FROM of the default kernel image (defa
 JAX_CACHE = Knob("TUNIX_RT_JAX_CACHE", "JAX compilation cache folder of rehearsals, or 0/off "
                  "(default ~/.cache/tunix-rt/jax)", "--jax-cache")
 PUSH_SETTLE = Knob("TUNIX_RT_PUSH_SETTLE_S", "seconds a push whose reply never came is given to appear on "
-                   "Kaggle before pushing again (default 300)", "--push-settle")
+                   "Kaggle before pushing again (default 300)", "--push-settle", 300.0)
 RETRY_ATTEMPTS = Knob("TUNIX_RT_RETRY_ATTEMPTS", "API calls per request, the first included (default 8)")
 RETRY_TOTAL_S = Knob("TUNIX_RT_RETRY_TOTAL_S", "give up a request after this many seconds (default 600)")
 RETRY_BASE_S = Knob("TUNIX_RT_RETRY_BASE_S", "first backoff step in seconds (default 1)")
@@ -85,6 +86,6 @@ def text(knob: Knob, environ: Mapping[str, str] | None = None) -> str | None:
     return _raw(knob, environ)
 
 
-def help_default(knob: Knob, default: str) -> str:
-    """``--help`` text for a flag whose default comes from ``knob``."""
-    return f"default: ${knob.env}, else {default}"
+def help_default(knob: Knob, default: str | None = None) -> str:
+    """``--help`` text for a flag whose default comes from ``knob`` (else ``default``, else its own)."""
+    return f"default: ${knob.env}, else {default if default is not None else f'{knob.default:g}'}"

@@ -45,7 +45,7 @@ from typing import Any
 
 import requests
 
-from . import accelerators, kernel_versions, preflight, retry
+from . import accelerators, kernel_versions, knobs, preflight, retry
 from . import kernel_id as kernel_id_rule
 from .errors import EXIT_API, EXIT_USAGE, TunixRtError
 from .kaggle_client import KaggleClient, platform_for
@@ -57,7 +57,7 @@ from .runstate import KaggleRecord, PushAttempt, RunState, utc_epoch, utc_now
 # Kaggle's own session limits when none is sent: 9 h on GPU/TPU, 12 h on CPU.
 DEFAULT_SESSION_S = {"gpu": 9 * 3600, "tpu": 9 * 3600, "cpu": 12 * 3600}
 PUSH_ATTEMPTS = 3  # pushes after ambiguous failures, each preceded by a "did it land?" check
-PUSH_SETTLE_S = 300.0  # how long a push whose reply never came may still complete on the server
+PUSH_SETTLE_S = float(knobs.PUSH_SETTLE.default or 0)  # how long a push whose reply never came may still land
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,7 @@ from .runstate import KaggleRecord, RunState, utc_now
 QUEUE_MARGIN_S = 30 * 60
 GROWTH = 1.5
 CANCEL_REQUESTED_POLLS = 3  # CANCEL_REQUESTED that stays put this many polls counts as terminal
-STALE_GRACE_S = 30.0
+STALE_GRACE_S = float(knobs.STALE_GRACE.default or 0)
 
 
 @dataclass(frozen=True)
