@@ -233,3 +233,21 @@ def write_trained_run(
 
         fill_evidence(run_dir)
     return Path(run_dir)
+
+
+def with_evidence_and_report(run_dir: Path, root: Path) -> Path:
+    """Fill a finished run's evidence (``root``: the folder made portable) and draw its run report: a run
+    `package` accepts."""
+    from tunix_rt.evidence import fill_evidence
+    from tunix_rt.run_report import write_report
+
+    fill_evidence(run_dir, root=root)
+    write_report(run_dir)
+    return run_dir
+
+
+def edit_json(path: Path, **fields: object) -> None:
+    """Set top-level fields of a JSON file (to break or change evidence in a test)."""
+    doc = json.loads(path.read_text())
+    doc.update(fields)
+    path.write_text(json.dumps(doc))

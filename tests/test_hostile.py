@@ -37,7 +37,7 @@ from kaggle_e2e_helpers import (
     tunix_rt_popen,
     versions,
 )
-from run_fixtures import write_eval_set, write_finished_run
+from run_fixtures import edit_json, with_evidence_and_report, write_eval_set, write_finished_run
 from tunix_rt.bundle import build_bundle
 from tunix_rt.cli import main
 from tunix_rt.emulator import Emulator
@@ -46,7 +46,6 @@ from tunix_rt.errors import EXIT_API, EXIT_AUTH, EXIT_INTERNAL, EXIT_USAGE
 from tunix_rt.evidence import LOG_FILE, MANIFEST_FILE, SUMMARY_FILE, fill_evidence
 from tunix_rt.layout import TRACEBACK_FILE
 from tunix_rt.package import tpu_claim_gaps
-from tunix_rt.run_report import write_report
 from tunix_rt.rundir_lock import LOCK_NAME
 
 # ---- data side (items 1, 5, 6, 7, 8)
@@ -508,28 +507,19 @@ def packageable_run(tmp_path: Path, bundle: Path | None = None) -> Path:
     if bundle is None:
         scratch = tmp_path / "bundle_scratch"
         bundle = build_bundle(scratch / "m33_v1", mode="smoke", eval_set=write_eval_set(scratch)).bundle_dir
-    run = write_finished_run(tmp_path / "runs" / "m33_v1", bundle=bundle)
-    fill_evidence(run, root=tmp_path)
-    write_report(run)
-    return run
-
-
-def _edit(path: Path, **fields: object) -> None:
-    doc = json.loads(path.read_text())
-    doc.update(fields)
-    path.write_text(json.dumps(doc))
+    return with_evidence_and_report(write_finished_run(tmp_path / "runs" / "m33_v1", bundle=bundle), tmp_path)
 
 
 def test_eval_set_naming_a_project_file_is_never_packaged(tmp_path: Path, tiny_bundle: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     run = packageable_run(tmp_path, tiny_bundle)
-    _edit(run / SUMMARY_FILE, eval_set=".git/config", eval_set_sha256=None)
+    edit_json(run / SUMMARY_FILE, eval_set=".git/config", eval_set_sha256=None)
     assert main(["validate", str(run)]) == EXIT_USAGE
     assert main(["package", "--run-dir", str(run), "--output", str(tmp_path / "zip")]) == EXIT_USAGE
     captured = capsys.readouterr()
     assert "eval_set_sha256" in captured.out + captured.err
     assert not (tmp_path / "zip").exists()
-    _edit(run / SUMMARY_FILE, eval_set=".git/config", eval_set_sha256="0" * 64)  # a sha256 does not help
+    edit_json(run / SUMMARY_FILE, eval_set=".git/config", eval_set_sha256="0" * 64)  # a sha256 does not help
     assert main(["package", "--run-dir", str(run), "--output", str(tmp_path / "zip")]) == EXIT_USAGE
     assert "payload holds no eval set '.git/config'" in one_line_error(capsys.readouterr().err)
     assert not (tmp_path / "zip").exists()
@@ -571,10 +561,10 @@ def test_evidence_json_is_read_strictly(bad: str, expected: str, tmp_path: Path,
 def test_complete_run_needs_eval_set_path_and_sha256(tmp_path: Path, tiny_bundle: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     run = packageable_run(tmp_path, tiny_bundle)
-    _edit(run / SUMMARY_FILE, eval_set_sha256=None)
+    edit_json(run / SUMMARY_FILE, eval_set_sha256=None)
     assert main(["validate", str(run)]) == EXIT_USAGE
     assert "eval_set_sha256: a complete run must record" in capsys.readouterr().out
-    _edit(run / SUMMARY_FILE, eval_set=None, eval_set_sha256="a" * 64)
+    edit_json(run / SUMMARY_FILE, eval_set=None, eval_set_sha256="a" * 64)
     assert main(["validate", str(run)]) == EXIT_USAGE
     assert "eval_set: a complete run must name" in capsys.readouterr().out
 
@@ -590,7 +580,7 @@ def test_local_run_relabelled_kaggle_tpu_gemma_gets_no_tick(tmp_path: Path, tiny
                             "failure_message": None, "pushed_at": None, "finished_at": None})
     manifest["model"]["param_count"] = 1_000_000_000
     (run / MANIFEST_FILE).write_text(json.dumps(manifest))
-    _edit(run / SUMMARY_FILE, model_id="google/gemma-3-1b-it")
+    edit_json(run / SUMMARY_FILE, model_id="google/gemma-3-1b-it")
     assert main(["validate", str(run)]) == 0  # the forgery is well-formed
     assert main(["package", "--run-dir", str(run), "--output", str(tmp_path / "zip")]) == 0
     (zpath,) = (tmp_path / "zip").glob("*.zip")

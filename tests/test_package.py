@@ -12,7 +12,14 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from run_fixtures import CONFIG_PATH, EVAL_SET_PATH, write_eval_set, write_finished_run
+from run_fixtures import (
+    CONFIG_PATH,
+    EVAL_SET_PATH,
+    edit_json,
+    with_evidence_and_report,
+    write_eval_set,
+    write_finished_run,
+)
 from tunix_rt import paths
 from tunix_rt.bundle import build_bundle, build_payload, extract_payload, render_notebook
 from tunix_rt.cli import main
@@ -20,7 +27,7 @@ from tunix_rt.errors import EXIT_OK, EXIT_USAGE, TunixRtError
 from tunix_rt.evidence import MANIFEST_FILE, SUMMARY_FILE, fill_evidence
 from tunix_rt.fsutil import sha256_bytes, sha256_file
 from tunix_rt.package import METADATA, NOTEBOOK, README_NAME, archive_name, package
-from tunix_rt.run_report import REPORT_FILES, write_report
+from tunix_rt.run_report import REPORT_FILES
 
 FAKE_KEY = "0123456789abcdef0123456789abcdef"
 RUN = "m33_v1"
@@ -41,15 +48,7 @@ def run(tmp_path: Path, bundle: Path) -> Path:
     """A complete, validated run (with that bundle) in a folder outside any checkout."""
     run_dir = write_finished_run(tmp_path / "runs" / RUN, bundle=bundle)
     os.utime(run_dir / "outputs/output/run_result.json", (1_763_000_000, 1_763_000_000))  # 2025-11-13
-    fill_evidence(run_dir, root=tmp_path)
-    write_report(run_dir)
-    return run_dir
-
-
-def edit(path: Path, **fields: object) -> None:
-    doc = json.loads(path.read_text())
-    doc.update(fields)
-    path.write_text(json.dumps(doc))
+    return with_evidence_and_report(run_dir, tmp_path)
 
 
 def payload_names(notebook: Path) -> set[str]:
@@ -58,7 +57,7 @@ def payload_names(notebook: Path) -> set[str]:
 
 
 def test_ships_the_notebook_that_ran_and_its_whole_payload(run: Path, tmp_path: Path) -> None:
-    edit(run / MANIFEST_FILE, commit_sha="89abcdef" * 5)
+    edit_json(run / MANIFEST_FILE, commit_sha="89abcdef" * 5)
     result = package(run, tmp_path / "submission")
     assert result.path == tmp_path / "submission" / "tunix_rt_m33_2025-11-13_89abcde.zip"
     with zipfile.ZipFile(result.path) as zf:
@@ -127,7 +126,7 @@ def _refused(run: Path, out: Path, match: str) -> None:
 
 
 def test_refuses_invalid_evidence(run: Path, tmp_path: Path) -> None:
-    edit(run / SUMMARY_FILE, primary_score=0.1)
+    edit_json(run / SUMMARY_FILE, primary_score=0.1)
     _refused(run, tmp_path / "submission", "invalid evidence: .*primary_score")
 
 
@@ -150,9 +149,9 @@ def test_refuses_a_bundle_that_is_not_the_one_that_ran(run: Path, tmp_path: Path
 
 
 def test_refuses_a_config_other_than_the_run_used(run: Path, tmp_path: Path) -> None:
-    edit(run / MANIFEST_FILE, config_sha256="0" * 64)
+    edit_json(run / MANIFEST_FILE, config_sha256="0" * 64)
     _refused(run, tmp_path / "submission", "differs from the config the run used")
-    edit(run / MANIFEST_FILE, config_path="training/configs/elsewhere.yaml")
+    edit_json(run / MANIFEST_FILE, config_path="training/configs/elsewhere.yaml")
     _refused(run, tmp_path / "submission", "the payload holds no config")
 
 
@@ -178,7 +177,7 @@ def _rebundle(run: Path, extra: dict[str, str]) -> None:
         (scratch / name).write_bytes(data)
         sources[name] = scratch / name
     notebook.write_text(render_notebook(meta["parameters"], build_payload(sources)))
-    edit(run / MANIFEST_FILE, bundle_sha256=sha256_file(notebook))
+    edit_json(run / MANIFEST_FILE, bundle_sha256=sha256_file(notebook))
 
 
 def test_no_credentials_in_the_zip(run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

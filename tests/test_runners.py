@@ -39,3 +39,15 @@ def test_auto_falls_back_from_docker_to_local(tmp_path: Path, monkeypatch: pytes
                     "no base image)"]
     with pytest.raises(DockerSetupError):  # no fallback when docker was asked for
         process_runner("docker").execute(tmp_path / "bundle", run_dir, None)
+
+
+def test_the_default_limits_are_a_kaggle_sessions_ram_without_swap() -> None:
+    """30g (docs/kaggle-behaviour.md: a Kaggle session's RAM), no swap, for the flag default and the container."""
+    from tunix_rt.cli import build_parser
+    from tunix_rt.runners import DEFAULT_MEMORY, DEFAULT_PIDS_LIMIT
+    from tunix_rt.runners.docker import hardening
+
+    args = build_parser().parse_args(["rehearse"])
+    assert (args.memory, args.pids_limit) == (DEFAULT_MEMORY, DEFAULT_PIDS_LIMIT) == ("30g", 8192)
+    opts = hardening()
+    assert opts["mem_limit"] == opts["memswap_limit"] == "30g" and opts["pids_limit"] == 8192
